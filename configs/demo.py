@@ -1,0 +1,74 @@
+"""The embedded demo: procedurally rendered faces, the whole method on a CPU.
+
+  diffinf run                                   # same as the line below
+  diffinf run --config configs/demo.py --workdir runs/demo
+  diffinf run --config configs/demo.py:task=expression --workdir runs/demo_expr
+  diffinf data --config configs/demo.py:tiny --workdir /tmp/w   # seconds
+
+Variants after the colon: `task=age|expression`, `tiny` (a few dozen images,
+tiny models; what the tests use).
+"""
+
+from configs import base
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, task="age", tiny=False)
+  c = base.get_base_config()
+  c.data.name = "demo"
+  c.data.task = args.task
+  c.model.num_classes = 3 if args.task == "age" else 4
+  c.noise.rate = 0.3 if args.task == "age" else 0.2
+
+  # Sizes chosen by measuring on 2 CPU cores (see README, "Demo").
+  c.data.image_size = 32
+  c.data.demo.num_images = 1500
+  c.data.demo.num_identities = 400
+  c.model.stem = "cifar"
+  c.model.width_multiplier = 0.25
+  c.model.head_hidden = 64
+  c.train.num_epochs = 12
+  c.train.batch_size = 64
+  c.train.lr = 1e-3
+  c.train.save_every_epochs = 3
+  c.train.log_every_steps = 10
+  c.influence.batch_size = 128
+  c.influence.chunk_size = 512
+  c.predictor.num_epochs = 100
+  c.diffae.preset = "demo32"
+  c.diffae.t_encode = 20
+  c.diffae.t_decode = 10
+  c.guidance.arcface_preset = "demo"
+  c.guidance.arcface_input_size = 32
+  c.guidance.parsing_input_size = 32
+  c.correction.num_steps = 20
+  c.correction.batch_size = 32
+  c.compare.seeds = (0,)
+  c.bench.image_size = 32
+
+  if args.tiny:
+    c.data.image_size = 16
+    c.data.demo.num_images = 48
+    c.data.demo.num_identities = 12
+    c.model.width_multiplier = 0.125
+    c.model.head_hidden = 16
+    c.train.num_epochs = 2
+    c.train.batch_size = 8
+    c.train.save_every_epochs = 1
+    c.train.log_every_steps = 1
+    c.train.eval_batch_size = 16
+    c.evaluation.batch_size = 16
+    c.influence.batch_size = 8
+    c.influence.chunk_size = 16
+    c.predictor.num_epochs = 5
+    c.diffae.preset = "tiny"
+    c.diffae.t_encode = 4
+    c.diffae.t_decode = 3
+    c.correction.num_steps = 2
+    c.correction.batch_size = 4
+    c.compare.seeds = (0,)
+    c.bench.batch_size = 8
+    c.bench.image_size = 16
+    c.bench.repeats = 2
+  return c

@@ -1,0 +1,1 @@
+"""Benchmarks behind `diffinf bench <what>`; each module has configure/main."""

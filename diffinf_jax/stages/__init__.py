@@ -1,0 +1,1 @@
+"""One module per CLI stage: `configure(parser)` and `main(args) -> int`."""
