@@ -32,6 +32,7 @@ def configure(parser):
 def main(args):
   from diffinf_jax import configuration
   from diffinf_jax import fileio
+  from diffinf_jax import report
   config, workdir = common.setup_run(args, "run")
   record_path = os.path.join(workdir, "run.json")
   record = {}
@@ -54,9 +55,12 @@ def main(args):
     print(f"[run] {stage}: {status} in {seconds:.1f} s", file=sys.stderr)
     if code != 0:
       not_built = [s for s in config.run.stages if s not in record]
+      not_built = [stage] + not_built if code == 3 else not_built
       print(f"[run] stopped at '{stage}' ({status}); remaining stages: "
             f"{', '.join(not_built) or 'none'}. Finished stages are kept in "
             f"{workdir}.", file=sys.stderr)
+      report.write_report(workdir)
       return 0 if code == 3 else code
-  print(f"[run] all stages done; see {workdir}", file=sys.stderr)
+  md_path, _ = report.write_report(workdir)
+  print(f"[run] all stages done; report: {md_path}", file=sys.stderr)
   return 0

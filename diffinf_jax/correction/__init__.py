@@ -1,0 +1,1 @@
+"""Correction engine: DiffAE latent optimisation of high-influence samples."""
