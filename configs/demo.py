@@ -42,6 +42,10 @@ def get_config(arg=None):
   c.guidance.arcface_preset = "demo"
   c.guidance.arcface_input_size = 32
   c.guidance.arcface_crop = "full"
+  # Demo networks trained by the project (scripts/make_demo_weights.sh).
+  c.guidance.arcface_weights_dir = "package:weights/demo32/arcface"
+  c.guidance.parsing_weights_dir = "package:weights/demo32/parsing"
+  c.diffae.weights_dir = "package:weights/demo32/diffae"
   c.guidance.parsing_preset = "demo"
   c.guidance.parsing_input_size = 32
   c.correction.num_steps = 20

@@ -74,14 +74,34 @@ def write_converted(dst: str, variables, config: dict, manifest: dict,
     fileio.write_json(os.path.join(tmp, "manifest.json"), manifest)
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_weights_dir(path: str) -> str:
+  """Maps `package:weights/...` (weights shipped in diffinf_jax/assets) to a
+  file-system path; other paths are returned unchanged."""
+  if path.startswith(PACKAGE_PREFIX):
+    from importlib import resources
+    return str(resources.files("diffinf_jax") / "assets" /
+               path[len(PACKAGE_PREFIX):])
+  return path
+
+
 def load_converted(path: str, what: str = "weights"):
   """Loads DST/ -> (variables as float32 numpy tree, config, manifest).
+
+  `path` may be `package:weights/<name>` for weights shipped with the package.
 
   Raises:
     FileNotFoundError: naming the missing directory/file and how to make it.
   """
   import jax
   import orbax.checkpoint as ocp
+  if not path:
+    raise FileNotFoundError(
+        f"no directory configured for the {what}; convert a checkpoint with "
+        "`diffinf convert ...` and set the config key to its output")
+  path = resolve_weights_dir(path)
   params_dir = os.path.join(os.path.abspath(path), "params")
   for p in (params_dir, os.path.join(path, "config.json")):
     if not os.path.exists(p):

@@ -265,13 +265,13 @@ def _save(out_dir: str, variables, cfg, kind: str, metrics: dict,
       "num_source_keys": 0,
       "num_params": int(sum(int(np.prod(v.shape)) for v in
                             jax.tree_util.tree_leaves(variables["params"]))),
-      "dtype": "float32",
+      "dtype": "float16",  # shipped demo weights stay small; loaded as fp32
       "trained_on": {"data": config.data.name, "image_size":
                      int(config.data.image_size), "split": "train"},
       "metrics": metrics,
   }
   common.write_converted(out_dir, jax.device_get(variables), cfg.to_dict(),
-                         manifest)
+                         manifest, dtype="float16")
   return manifest
 
 

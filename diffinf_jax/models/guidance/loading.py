@@ -29,6 +29,7 @@ _HOW = {
 def _load(kind: str, weights_dir: str):
   from diffinf_jax.convert import common
   what, convert, train = _HOW[kind]
+  weights_dir = common.resolve_weights_dir(weights_dir)
   if not weights_dir or not os.path.isdir(weights_dir):
     raise FileNotFoundError(
         f"{kind} weights directory {weights_dir!r} not found: convert "
