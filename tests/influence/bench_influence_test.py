@@ -1,0 +1,23 @@
+"""`diffinf bench influence` figures on a toy model (keys and consistency only)."""
+
+import jax
+import numpy as np
+
+from diffinf_jax.bench import influence as bench
+from tests.influence import influence_toy_models as toy
+
+
+def test_run_bench_reports_every_key():
+  model = toy.SmallCNN()
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(4, 8, 8, 3)).astype(np.float32),
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  variables = toy.init_with_stats(model, batch["image"])
+  out = bench.run_bench(model, variables, batch, repeats=1, vmap_chunk=2)
+  for key in ("train_step_samples_per_s", "exact_samples_per_s",
+              "vmap_samples_per_s", "last_layer_samples_per_s",
+              "exact_gflops_per_s", "matmul_peak_gflops_per_s"):
+    assert out[key] > 0, key
+  assert set(out["peak_memory_mb"]) == {"train", "exact", "vmap", "last_layer"}
+  assert out["exact_vs_vmap_max_rel_err"] < 1e-3
+  assert out["exact_gflop_per_sample"] > 0

@@ -1,0 +1,152 @@
+"""Exact per-example gradient norms against the vmap(grad) oracle."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffinf_jax.influence import layer_rules
+from diffinf_jax.influence import per_example as pe
+from tests.influence import influence_toy_models as toy
+
+B = 5
+
+
+def _batch(dtype=jnp.float32, size=8, mask=True):
+  x = jax.random.normal(jax.random.key(1), (B, size, size, 3), dtype)
+  batch = {"image": x, "label": jnp.array([0, 1, 2, 0, 1], jnp.int32)}
+  if mask:
+    batch["mask"] = jnp.array([True, True, False, True, True])
+  return batch
+
+
+def _compare(model, batch, tol, branch_rule="time"):
+  variables = toy.init_with_stats(model, batch["image"])
+  variables = jax.tree.map(lambda v: v.astype(batch["image"].dtype), variables)
+  exact = pe.make_sq_norm_fn(model, per_layer=True,
+                             branch_rule=branch_rule)(variables, batch)
+  ref = pe.make_sq_norm_fn(model, method="vmap", per_layer=True,
+                           vmap_chunk=2)(variables, batch)
+  assert sorted(exact) == sorted(ref)  # every module with params, both ways
+  for k in ref:
+    e, r = np.asarray(exact[k]), np.asarray(ref[k])
+    assert e.dtype == batch["image"].dtype
+    np.testing.assert_array_equal(e[2], 0.0)  # the padding row
+    assert np.all(r[[0, 1, 3, 4]] > 0), k
+    rel = np.abs(e - r) / np.maximum(np.abs(r), 1e-30)
+    assert rel.max() <= tol, (k, rel.max())
+  return exact
+
+
+MODELS = [toy.MLP(), toy.SmallCNN(), toy.NormNet(), toy.CustomNet()]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("branch", ["ghost", "materialize"])
+def test_exact_matches_vmap_float32(model, branch):
+  _compare(model, _batch(), 1e-3, branch)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+def test_exact_matches_vmap_float64(model):
+  with jax.enable_x64(True):
+    for branch in ("ghost", "materialize"):
+      _compare(model, _batch(jnp.float64), 1e-10, branch)
+
+
+def test_dense_closed_form():
+  # Linear model logits = W x + b, loss = CE: dL/dlogits = softmax - onehot,
+  # grad_W = (p - y) x^T, grad_b = p - y, so ||.||^2 = ||p-y||^2 (||x||^2 + 1).
+  model = nn.Dense(3)
+  x = jax.random.normal(jax.random.key(2), (4, 6))
+  labels = jnp.array([0, 2, 1, 1])
+  variables = model.init(jax.random.key(0), x)
+  got = pe.make_sq_norm_fn(model, apply_kwargs={})(variables,
+                                                   {"image": x, "label": labels})
+  logits = model.apply(variables, x)
+  r = jax.nn.softmax(logits) - jax.nn.one_hot(labels, 3)
+  want = jnp.sum(r**2, -1) * (jnp.sum(x**2, -1) + 1.0)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_chunk_and_batch_size_invariance():
+  model = toy.SmallCNN()
+  batch = _batch(mask=False)
+  variables = toy.init_with_stats(model, batch["image"])
+  fn = pe.make_sq_norm_fn(model)
+  full = np.asarray(fn(variables, batch))
+  parts = np.concatenate([
+      np.asarray(fn(variables, jax.tree.map(lambda a: a[i:i + 2], batch)))
+      for i in range(0, B, 2)])
+  np.testing.assert_allclose(full, parts, rtol=1e-5)
+  for chunk in (1, 3, B):
+    ref = pe.make_sq_norm_fn(model, method="vmap", vmap_chunk=chunk)(
+        variables, batch)
+    np.testing.assert_allclose(ref, full, rtol=1e-4)
+
+
+def test_last_layer_is_final_dense_only():
+  model = toy.SmallCNN()
+  batch = _batch()
+  variables = toy.init_with_stats(model, batch["image"])
+  last = pe.make_sq_norm_fn(model, method="last_layer")(variables, batch)
+  per = pe.make_sq_norm_fn(model, per_layer=True)(variables, batch)
+  np.testing.assert_allclose(last, per["Dense_1"], rtol=1e-6)
+  assert last[2] == 0.0
+
+
+def test_branch_choice_follows_cost():
+  assert layer_rules.choose_branch(1024, 576, 64, "time") == "materialize"
+  assert layer_rules.choose_branch(64, 1152, 256, "time") == "ghost"
+  # ResNet-18 layer2: the two rules disagree (reference table, 2.6).
+  assert layer_rules.choose_branch(256, 1152, 128, "space") == "ghost"
+  assert layer_rules.choose_branch(256, 1152, 128, "time") == "materialize"
+
+
+def test_patches_match_lax_for_strided_padded_conv():
+  x = jax.random.normal(jax.random.key(3), (2, 7, 6, 3))
+  spec = layer_rules.ConvSpec((3, 2), (2, 1), ((1, 2), (0, 1)), (1, 1), (1, 2),
+                              1, False)
+  p = layer_rules.conv_patches(x, spec)
+  ref = jax.lax.conv_general_dilated_patches(
+      x, (3, 2), (2, 1), ((1, 2), (0, 1)), rhs_dilation=(1, 2),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert p.shape[:3] == ref.shape[:3]
+  # Same multiset of patch entries per output pixel (layouts differ).
+  np.testing.assert_allclose(np.sort(p.reshape(*p.shape[:3], -1), -1),
+                             np.sort(ref, -1), rtol=1e-6)
+
+
+def test_training_mode_batchnorm_raises():
+  model = toy.SmallCNN()
+  batch = _batch()
+  variables = toy.init_with_stats(model, batch["image"])
+  with pytest.raises(Exception, match="BatchNorm|batch_stats"):
+    pe.make_sq_norm_fn(model, apply_kwargs={"train": True})(variables, batch)
+
+
+def test_uncovered_layer_raises_naming_module():
+  model = toy.CustomNet()
+  batch = _batch()
+  variables = toy.init_with_stats(model, batch["image"])
+  with pytest.raises(ValueError, match="Scaled_0"):
+    pe.make_sq_norm_fn(model, allow_fallback=False)(variables, batch)
+
+
+def test_shared_module_raises():
+  model = toy.SharedNet()
+  batch = _batch()
+  variables = model.init(jax.random.key(0), batch["image"])
+  with pytest.raises(ValueError, match="more than once"):
+    pe.make_sq_norm_fn(model)(variables, batch)
+
+
+def test_unused_parameter_raises():
+  model = toy.MLP()
+  batch = _batch()
+  variables = model.init(jax.random.key(0), batch["image"])
+  params = dict(variables["params"])
+  params["Extra"] = {"kernel": jnp.ones((2, 2))}
+  with pytest.raises(ValueError, match="Extra/kernel"):
+    pe.make_sq_norm_fn(model)({"params": params}, batch)
