@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 # Stage name -> module under diffinf_jax.stages. Order is the order of --help.
@@ -53,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _quiet_libraries() -> None:
+  """Keeps TensorFlow/Orbax chatter out of the progress output."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+  _quiet_libraries()
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv:
     argv = ["run"]

@@ -79,3 +79,33 @@ def not_built(stage: str, what: str) -> int:
   print(f"diffinf {stage}: not built yet ({what}). No output was written.",
         file=sys.stderr)
   return 3
+
+
+def guard_outputs(workdir: str, stage_dir: str, config, sections,
+                  force: bool = False) -> None:
+  """Ties W/<stage_dir> to the config sections it was made from.
+
+  First use records the hash. If the directory was made with other values of
+  those sections it is deleted with `force`, otherwise a clear error is
+  raised (never a silent restart or a silent mix of two configs).
+  """
+  import shutil
+  from diffinf_jax import configuration
+  out = os.path.join(workdir, stage_dir)
+  path = os.path.join(out, "config_hash.json")
+  h = configuration.config_hash(config, sections)
+  if os.path.isfile(path):
+    old = fileio.read_json(path).get("hash")
+    if old == h:
+      return
+    if not force:
+      raise ValueError(
+          f"{out} was made with another config ({', '.join(sections)} "
+          f"differ); pass --force to redo it or use another --workdir")
+    shutil.rmtree(out)
+  elif os.path.isdir(out) and os.listdir(out) and not force:
+    raise ValueError(f"{out} exists but has no config_hash.json; pass "
+                     "--force to redo it or use another --workdir")
+  elif os.path.isdir(out) and force:
+    shutil.rmtree(out)
+  fileio.write_json(path, {"hash": h, "sections": list(sections)})
