@@ -146,6 +146,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   r.optimize_x_T = False
   r.batch_size = 8
   r.chunk_size = 64          # samples per atomically written result chunk
+  r.oracle = True            # judge with a clean-label classifier when the
+                             # clean labels are known (cached per dataset)
 
   # --- baselines and comparison ----------------------------------------------------
   c.compare = k = ml_collections.ConfigDict()
