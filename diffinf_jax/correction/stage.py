@@ -103,7 +103,8 @@ def correct_all(corrector, images, labels, batch_size, store, chunk_size):
   """Runs the corrector over all samples chunk by chunk (resumable)."""
   parts = []
   slices = chunks.split_chunks(len(labels), chunk_size)
-  for k, sl in enumerate(tqdm(slices, desc="correct", leave=False)):
+  for k, sl in enumerate(tqdm(slices, desc="correct", leave=False,
+                              disable=None)):
     done = store.load(k)
     if done is None:
       pieces = []

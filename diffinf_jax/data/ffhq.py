@@ -175,7 +175,7 @@ def load_images(root: str, indices: np.ndarray, size: int,
   from tqdm import tqdm
   out = np.empty((len(indices), size, size, 3), np.uint8)
   it = tqdm(enumerate(indices), total=len(indices), desc="load images",
-            disable=not progress, leave=False)
+            disable=None if progress else True, leave=False)
   for i, idx in it:
     out[i] = load_png(thumbnail_path(root, int(idx)), size)
   return out

@@ -30,7 +30,8 @@ def main(args):
   if s.get("p_high_before") is not None:
     line += f", p_high {s['p_high_before']:.3f} -> {s['p_high_after']:.3f}"
   if s.get("oracle_agreement_flipped_before") is not None:
-    line += (f"; oracle agrees on flipped {s['oracle_agreement_flipped_before']"
-             f":.3f} -> {s['oracle_agreement_flipped_after']:.3f}")
+    before = s["oracle_agreement_flipped_before"]
+    after = s["oracle_agreement_flipped_after"]
+    line += f"; oracle agrees on flipped {before:.3f} -> {after:.3f}"
   print(line)
   return 0

@@ -164,7 +164,7 @@ def _resume(ckpt_dir, state):
 
 
 def train_and_evaluate(config, workdir: str, dataset, *,
-                       out_subdir: str = "train",
+                       out_subdir: str = "train", loss_fn=None,
                        stop_after_epoch: int | None = None) -> dict:
   """Trains the classifier of `config` on `dataset`'s training split.
 
@@ -173,6 +173,8 @@ def train_and_evaluate(config, workdir: str, dataset, *,
     workdir: run directory; outputs go to `workdir/out_subdir`.
     dataset: a `diffinf_jax.data.Dataset` (or anything with `.arrays(split)`
       and `num_classes`).
+    loss_fn: per-example loss `(logits, batch) -> [B]`; default: that of
+      `config.train.method`.
     stop_after_epoch: stop after this epoch (simulates an interruption in
       tests; the run resumes on the next call).
 
@@ -209,9 +211,10 @@ def train_and_evaluate(config, workdir: str, dataset, *,
   if last_epoch >= 0 and os.path.isfile(history_path):
     history = [h for h in fileio.read_json(history_path)
                if h["epoch"] <= last_epoch]
-  method = methods.get_method(tc.get("method", "ce"))
+  if loss_fn is None:
+    loss_fn = methods.get_method(tc.get("method", "ce")).per_example_loss
   step_fn = jax.jit(functools.partial(
-      train_step, loss_fn=method.per_example_loss, flip=bool(tc.augment_flip),
+      train_step, loss_fn=loss_fn, flip=bool(tc.augment_flip),
       crop_pad=int(tc.augment_crop_pad)))
   state = sharding.replicate(state, mesh)
   writer = writers.MetricWriter(out_dir)
@@ -221,9 +224,12 @@ def train_and_evaluate(config, workdir: str, dataset, *,
     epoch_metrics = None
     batches = _epoch_batches(train_arrays, batch_size, int(config.seed), epoch)
     for batch in tqdm(batches, total=steps_per_epoch, leave=False,
-                      desc=f"epoch {epoch + 1}/{num_epochs}"):
+                      disable=None, desc=f"epoch {epoch + 1}/{num_epochs}"):
       batch = {k: v for k, v in batch.items()}
       batch["image"] = data_lib.to_float_image(batch["image"])
+      # Training progress in [0, 1) for schedules inside per-example losses.
+      batch["progress"] = np.full(len(batch["label"]), epoch / num_epochs,
+                                  np.float32)
       state, m = step_fn(state, sharding.shard_batch(batch, mesh), step_rng)
       epoch_metrics = m if epoch_metrics is None else epoch_metrics.merge(m)
     train_m = epoch_metrics.compute()
