@@ -44,7 +44,9 @@ def main(args):
     stage_args = type(args)(**vars(args))
     stage_args.config = None  # the work dir's saved config drives every stage
     stage_args.config_overrides = []
-    stage_args.force = False
+    # Training redoes its work dir only when the config changed (otherwise it
+    # resumes or skips); the other stages check their own inputs.
+    stage_args.force = stage == "train"
     t0 = time.time()
     code = module.main(stage_args)
     seconds = round(time.time() - t0, 2)
