@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
   """Keeps TensorFlow/Orbax chatter out of the progress output."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  # TensorFlow is only used by clu's writers and TFDS, never for compute.
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   logging.getLogger("absl").setLevel(logging.ERROR)
 
 
@@ -78,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
   args.config_overrides = overrides
   try:
     return int(args._module.main(args) or 0)
-  except (FileNotFoundError, KeyError, ValueError, NotImplementedError) as e:
+  except NotImplementedError as e:
+    print(f"diffinf {args.stage}: not built yet ({e}). No output was "
+          "written.", file=sys.stderr)
+    return 3
+  except (FileNotFoundError, KeyError, ValueError) as e:
     # Bad input: one clear line instead of a traceback.
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"diffinf {args.stage}: error: {msg}", file=sys.stderr)

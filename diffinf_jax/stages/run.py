@@ -48,7 +48,18 @@ def main(args):
     # resumes or skips); the other stages check their own inputs.
     stage_args.force = stage == "train"
     t0 = time.time()
-    code = module.main(stage_args)
+    try:
+      code = module.main(stage_args)
+    except NotImplementedError as e:
+      print(f"diffinf {stage}: not built yet ({e})", file=sys.stderr)
+      code = 3
+    except Exception as e:
+      record[stage] = {"status": f"failed: {e}",
+                       "seconds": round(time.time() - t0, 2),
+                       "config_hash": configuration.config_hash(config)}
+      fileio.write_json(record_path, record)
+      report.write_report(workdir)
+      raise
     seconds = round(time.time() - t0, 2)
     status = {0: "done", 3: "not built"}.get(code, f"failed ({code})")
     record[stage] = {"status": status, "seconds": seconds,
