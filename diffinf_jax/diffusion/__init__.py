@@ -1,0 +1,1 @@
+"""Diffusion schedules and deterministic DDIM (pure, jittable)."""
