@@ -74,7 +74,7 @@ PRESETS = {
     "ffhq128": DiffAEConfig(),
     # The demo's own model on 32 px demo faces (CPU-sized).
     "demo32": DiffAEConfig(
-        image_size=32, model_channels=16, channel_mult=(1, 2, 2),
+        image_size=32, model_channels=16, channel_mult=(2, 2, 2),
         num_res_blocks=1, attention_resolutions=(8,), embed_channels=64,
         enc_channel_mult=(1, 2, 2, 4), enc_num_res_blocks=1,
         enc_out_channels=64, dropout=0.0),

@@ -1,0 +1,37 @@
+"""Trains the demo DiffAE (preset diffae.preset) on the embedded demo faces.
+
+  python scripts/train_demo_diffae.py --config configs/demo.py \
+      --workdir runs/demo_weights --out diffinf_jax/assets/weights/demo32/diffae
+
+Writes OUT/{params, config.json, manifest.json} (EMA weights, float16), the
+layout of `diffinf convert diffae`; point `diffae.weights_dir` at OUT.
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from diffinf_jax import configuration
+from diffinf_jax.training import diffae_trainer
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--config", default="configs/demo.py")
+  p.add_argument("--workdir", default="runs/demo_weights")
+  p.add_argument("--out", required=True)
+  p.add_argument("--steps", type=int, default=None,
+                 help="training steps (default: diffae.train.num_steps)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  args = p.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  config = configuration.get_config(args.config, args.set)
+  metrics = diffae_trainer.run(config, args.workdir, args.out, args.steps)
+  print(json.dumps(metrics, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
