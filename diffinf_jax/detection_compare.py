@@ -32,10 +32,9 @@ def _row(name, flagged, score, flipped, tau):
 
 
 def top_fraction(score: np.ndarray, tau: float) -> np.ndarray:
-  k = int(round(tau * len(score)))
-  flagged = np.zeros(len(score), bool)
-  flagged[np.argsort(-score, kind="stable")[:k]] = True
-  return flagged
+  """ceil(tau * N) highest scores: the same rule as the influence stage."""
+  from diffinf_jax.influence import detection
+  return detection.flag_top(score, tau)
 
 
 def run(config, workdir: str, dataset) -> list[dict]:

@@ -61,6 +61,8 @@ def setup_run(args: argparse.Namespace, stage: str
   logging.basicConfig(
       level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
       stream=sys.stderr)
+  # basicConfig is a no-op once absl has installed its handler.
+  logging.getLogger().setLevel(logging.INFO)
   config = load_config(args)
   workdir = args.workdir or DEFAULT_WORKDIR
   os.makedirs(workdir, exist_ok=True)

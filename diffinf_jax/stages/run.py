@@ -29,6 +29,17 @@ def configure(parser):
   common.add_config_args(parser)
 
 
+def _stage_args(module, workdir: str):
+  """The stage's own defaults; the work dir's saved config drives it."""
+  import argparse
+  parser = argparse.ArgumentParser()
+  module.configure(parser)
+  stage_args = parser.parse_args(["--workdir", workdir])
+  stage_args.config = None
+  stage_args.config_overrides = []
+  return stage_args
+
+
 def main(args):
   from diffinf_jax import configuration
   from diffinf_jax import fileio
@@ -41,9 +52,7 @@ def main(args):
       raise ValueError(f"config run.stages: unknown stage {stage!r}; valid: "
                        f"{sorted(_MODULES)}")
     module = importlib.import_module(f"diffinf_jax.stages.{_MODULES[stage]}")
-    stage_args = type(args)(**vars(args))
-    stage_args.config = None  # the work dir's saved config drives every stage
-    stage_args.config_overrides = []
+    stage_args = _stage_args(module, workdir)
     # Training redoes its work dir only when the config changed (otherwise it
     # resumes or skips); the other stages check their own inputs.
     stage_args.force = stage == "train"
