@@ -151,8 +151,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # --- baselines and comparison ----------------------------------------------------
   c.compare = k = ml_collections.ConfigDict()
-  k.methods = ("ce", "small_loss", "elr_plus", "influence_removal", "proselflc",
-               "promix", "diffinf")
+  k.methods = ("ce", "small_loss", "coteaching", "elr_plus", "proselflc",
+               "promix", "influence_removal", "diffinf")
   k.seeds = (0, 1, 2)
   k.num_epochs = -1          # -1: train.num_epochs
 
