@@ -52,3 +52,22 @@ def test_tiny_training_run_is_evaluable(method, tmp_path, monkeypatch):
   assert os.listdir(os.path.join(w, "m", "train", "checkpoints"))
   m = evaluation.evaluate(c, w, ds, train_subdir="m/train", out_subdir="m/eval")
   assert 0.0 <= m["accuracy"] <= 1.0
+
+
+def test_elr_plus_mixup_and_weight_averaging():
+  import jax
+  from diffinf_jax.training.methods import elr_plus
+  lam, perm = elr_plus.mixup_params(jax.random.key(0), 6)
+  assert 0.5 <= float(lam) <= 1.0
+  assert sorted(np.asarray(perm).tolist()) == list(range(6))
+  a = jnp.arange(6.0)[:, None] * jnp.ones((6, 2))
+  np.testing.assert_allclose(np.asarray(elr_plus.mix(a, lam, perm)),
+                             float(lam) * np.asarray(a) + (1 - float(lam)) *
+                             np.asarray(a)[np.asarray(perm)], rtol=1e-6)
+  ema = {"w": jnp.zeros(2)}
+  new = elr_plus.ema_update(ema, {"w": jnp.ones(2)}, decay=0.9)
+  np.testing.assert_allclose(np.asarray(new["w"]), 0.1, rtol=1e-6)
+
+
+def test_elr_plus_tiny_run(tmp_path, monkeypatch):
+  test_tiny_training_run_is_evaluable("elr_plus", tmp_path, monkeypatch)

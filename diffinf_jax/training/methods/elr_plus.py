@@ -1,0 +1,108 @@
+"""ELR+ (Liu et al., NeurIPS 2020): ELR with two networks, weight averaging
+and mixup.
+
+Each network keeps an exponential moving average of its weights; the ELR
+targets of network A are the temporal ensemble of network B's AVERAGED
+predictions (and vice versa), so a network never regularises towards its own
+memorisation. Inputs, labels and targets are mixed with mixup
+(lambda ~ Beta(alpha, alpha), max(lambda, 1 - lambda)). The averaged weights
+of network A are saved and evaluated. Defaults follow upstream's CIFAR-10
+ELR+ configuration: beta = 0.7, lambda_elr = 3, EMA 0.997, alpha = 1.
+Deviation: the averaged network reuses the online network's BatchNorm
+statistics.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import optax
+from tqdm import tqdm
+
+from diffinf_jax.training import loop
+from diffinf_jax.training.methods import common
+from diffinf_jax.training.methods import elr
+
+EMA = 0.997
+ALPHA = 1.0
+
+
+def mixup_params(rng, batch_size: int, alpha: float = ALPHA):
+  """(lambda, permutation): lambda ~ Beta(alpha, alpha), max(lam, 1 - lam)."""
+  lam_rng, perm_rng = jax.random.split(rng)
+  lam = jax.random.beta(lam_rng, alpha, alpha)
+  return jnp.maximum(lam, 1.0 - lam), jax.random.permutation(perm_rng,
+                                                            batch_size)
+
+
+def mix(a, lam, perm):
+  """lam * a + (1 - lam) * a[perm] for inputs [B, ...] or soft labels [B, K]."""
+  return lam * a + (1 - lam) * a[perm]
+
+
+def ema_update(ema, params, decay: float = EMA):
+  return optax.incremental_update(params, ema, 1.0 - decay)
+
+
+def _net_step(state, ema_self, targets, x, y_soft, valid, rng):
+  def objective(params):
+    logits, stats = common.forward(state, params, x, rng)
+    p = elr.clipped_probs(logits)
+    ce = -jnp.sum(y_soft * jax.nn.log_softmax(logits, -1), -1)
+    reg = jnp.log(1.0 - jnp.sum(targets * p, -1))
+    per = ce + elr.LAMBDA * reg
+    return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(
+        jnp.sum(valid), 1), stats
+  grads, stats = jax.grad(objective, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=stats)
+  return state, ema_update(ema_self, state.params)
+
+
+def elr_plus_step(carry, batch, rng, *, num_classes, flip, crop_pad):
+  (state_a, ema_a, t_a), (state_b, ema_b, t_b) = carry
+  rng = jax.random.fold_in(rng, state_a.step)
+  aug, mix_rng, da, db = jax.random.split(rng, 4)
+  x = loop.augment(batch["image"], aug, flip, crop_pad)
+  valid, rows = batch["mask"], batch["row"]
+  # Targets of A come from B's averaged weights, and vice versa.
+  p_from_b, _ = common.forward(state_b, ema_b, x, db, train=False)
+  p_from_a, _ = common.forward(state_a, ema_a, x, da, train=False)
+  t_a = elr.update_targets(t_a, rows, elr.clipped_probs(p_from_b), valid)
+  t_b = elr.update_targets(t_b, rows, elr.clipped_probs(p_from_a), valid)
+  sink = t_a.shape[0] - 1
+  safe_rows = jnp.where(valid, rows, sink)
+  y_soft = jax.nn.one_hot(batch["label"], num_classes)
+  lam, perm = mixup_params(mix_rng, x.shape[0])
+  xm, ym = mix(x, lam, perm), mix(y_soft, lam, perm)
+  tam = mix(t_a[safe_rows], lam, perm)
+  tbm = mix(t_b[safe_rows], lam, perm)
+  valid_m = valid & valid[perm]
+  state_a, ema_a = _net_step(state_a, ema_a, tam, xm, ym, valid_m, da)
+  state_b, ema_b = _net_step(state_b, ema_b, tbm, xm, ym, valid_m, db)
+  return (state_a, ema_a, t_a), (state_b, ema_b, t_b)
+
+
+def train(config, workdir, dataset, *, out_subdir):
+  setup = common.Setup(config, dataset)
+  tc = config.train
+  nets = []
+  for k in range(2):
+    s = setup.init_state(k)
+    nets.append((s, s.params, jnp.zeros((setup.num_train + 1,
+                                         setup.num_classes), jnp.float32)))
+  carry = tuple(nets)
+  step = jax.jit(functools.partial(
+      elr_plus_step, num_classes=setup.num_classes,
+      flip=bool(tc.augment_flip), crop_pad=int(tc.augment_crop_pad)))
+  rng = jax.random.key(int(config.seed) + 13)
+  for epoch in range(setup.num_epochs):
+    for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
+                      leave=False, disable=None, desc=f"elr+ {epoch}"):
+      carry = step(carry, batch, rng)
+    logging.info("elr+: epoch %d/%d done", epoch + 1, setup.num_epochs)
+  state_a, ema_a, _ = carry[0]
+  common.save_final(setup, state_a, workdir, out_subdir, params=ema_a)
+  return {"epochs": setup.num_epochs, "steps": int(state_a.step)}
