@@ -37,8 +37,8 @@ def get_config(arg=None):
   c.influence.chunk_size = 512
   c.predictor.num_epochs = 100
   c.diffae.preset = "demo32"
-  c.diffae.t_encode = 20
-  c.diffae.t_decode = 10
+  c.diffae.t_encode = 10
+  c.diffae.t_decode = 5
   c.diffae.train.num_steps = 1500
   c.diffae.train.batch_size = 32
   c.diffae.train.lr = 3e-4
@@ -54,9 +54,12 @@ def get_config(arg=None):
   c.diffae.weights_dir = "package:weights/demo32/diffae"
   c.guidance.parsing_preset = "demo"
   c.guidance.parsing_input_size = 32
-  c.correction.num_steps = 20
-  c.correction.batch_size = 32
+  c.correction.num_steps = 8
+  c.correction.lr = 0.05
+  c.correction.batch_size = 36
+  c.correction.chunk_size = 36
   c.compare.seeds = (0,)
+  c.compare.num_epochs = 8
   c.bench.image_size = 32
 
   if args.tiny:

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.print_help()
     return 2
   args.config_overrides = overrides
+  if args.stage not in ("convert",):
+    from diffinf_jax import sharding
+    sharding.maybe_initialize_distributed()
   try:
     return int(args._module.main(args) or 0)
   except NotImplementedError as e:

@@ -123,6 +123,14 @@ class Corrector:
     """
     x_ref = jnp.asarray(x_ref, jnp.float32)
     labels = jnp.asarray(labels, jnp.int32)
+    n_dev = jax.device_count()
+    if n_dev > 1 and x_ref.shape[0] % n_dev == 0:
+      # Data-parallel: samples are independent, so the batch is split over
+      # all devices and the jitted steps are partitioned accordingly.
+      from diffinf_jax import sharding
+      spec = sharding.batch_sharding(sharding.data_mesh())
+      x_ref, labels = jax.device_put(x_ref, spec), jax.device_put(labels,
+                                                                  spec)
     z_sem, x_T = self._encode(x_ref)
     batch = self._ref(x_ref, labels)
     state = optimize.init_state({"z_sem": z_sem, "x_T": x_T}, self._opt,

@@ -134,6 +134,7 @@ def correct_all(corrector, images, labels, batch_size, store, chunk_size):
 
 def run(config, workdir: str, *, diffae=None, guidance=None) -> dict:
   """The correction stage; `diffae` / `guidance` may be injected (tests)."""
+  import jax
   from diffinf_jax import data
   from diffinf_jax import evaluation
   from diffinf_jax.correction import engine
@@ -150,6 +151,10 @@ def run(config, workdir: str, *, diffae=None, guidance=None) -> dict:
     guidance = build_guidance(config, workdir, ds.image.shape[1:])
   corrector = engine.Corrector(diffae, guidance, config)
   r = config.correction
+  if int(r.batch_size) % jax.device_count():
+    logging.info("correction.batch_size=%d is not a multiple of the %d "
+                 "devices: running unsharded", r.batch_size,
+                 jax.device_count())
   out_dir = os.path.join(workdir, "correct")
   fp = configuration.config_hash(config, ("diffae", "guidance", "losses",
                                           "correction", "influence", "train",
