@@ -1,0 +1,19 @@
+"""`diffinf bench correct --json` with the shipped demo networks."""
+
+import json
+
+from diffinf_jax import cli
+
+
+def test_bench_correct_json(capsys):
+  assert cli.main([
+      "bench", "correct", "--config", "configs/demo.py:tiny", "--json",
+      "--config.data.image_size=32",
+      "--config.diffae.weights_dir=package:weights/demo32/diffae"]) == 0
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for key in ("images_per_s", "peak_memory_mb", "t_decode", "steps",
+              "batch_size", "remat"):
+    assert key in out
+  assert out["images_per_s"]["on"] > 0
+  # Rematerialisation bounds memory: less than without it.
+  assert out["peak_memory_mb"]["on"] < out["peak_memory_mb"]["off"]
