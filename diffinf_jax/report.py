@@ -96,7 +96,7 @@ def _influence_section(workdir):
                 [[det.get("tau"), det.get("num_flagged"), det.get("precision"),
                   det.get("recall"), det.get("auroc_flip"),
                   det.get("random_precision")]])
-  for rel, alt in (("influence/histogram.png", "scores clean vs flipped"),
+  for rel, alt in (("influence/histograms.png", "scores clean vs flipped"),
                    ("influence/top_flagged.png", "top flagged images")):
     out += _image(workdir, rel, alt)
   pred = _load(workdir, "predictor/metrics.json")
@@ -124,6 +124,11 @@ def _correction_section(workdir):
     rows.append(["oracle agrees with assigned label, before / after",
                  f"{_fmt(s['oracle_agreement_before'])} / "
                  f"{_fmt(s['oracle_agreement_after'])}"])
+    if s.get("oracle_agreement_flipped_before") is not None:
+      rows.append([f"... on the {s.get('num_flipped_corrected')} truly "
+                   "flipped samples, before / after",
+                   f"{_fmt(s['oracle_agreement_flipped_before'])} / "
+                   f"{_fmt(s['oracle_agreement_flipped_after'])}"])
   out += _table(["", "value"], rows)
   by_class = s.get("lpips_by_class") or {}
   if by_class:
@@ -150,9 +155,12 @@ def build_markdown(workdir: str) -> str:
            f"Work dir: `{os.path.basename(os.path.abspath(workdir))}`", ""]
   run = _load(workdir, "run.json")
   if run:
+    order = ("data", "train", "influence", "predictor", "correct", "evaluate",
+             "compare")
+    names = sorted(run, key=lambda k: order.index(k) if k in order else 99)
     lines += ["## Stages", ""] + _table(
         ["stage", "status", "seconds"],
-        [[k, v.get("status"), v.get("seconds")] for k, v in run.items()])
+        [[k, run[k].get("status"), run[k].get("seconds")] for k in names])
   for section in (_config_section, _noise_section, _train_section,
                   _influence_section, _correction_section, _compare_section):
     lines += section(workdir)
