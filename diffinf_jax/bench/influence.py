@@ -23,8 +23,10 @@ import numpy as np
 
 
 def configure(parser):
-  parser.add_argument("--methods", default="train,exact,vmap,last_layer",
-                      help="comma-separated subset to time")
+  parser.add_argument(
+      "--methods", default="train,exact,vmap,last_layer,torch_func",
+      help="comma-separated subset to time (torch_func: only when torch is "
+           "installed and the model is the ResNet-18 of models/resnet.py)")
 
 
 def _compile(fn, *args):
@@ -35,14 +37,30 @@ def _compile(fn, *args):
 
 
 def _time(compiled, args, repeats: int) -> float:
+  return _time_interleaved({"m": _call(compiled, args)}, repeats)["m"]
+
+
+def _call(compiled, args):
   import jax
-  jax.block_until_ready(compiled(*args))  # warm-up
-  times = []
+  return lambda: jax.block_until_ready(compiled(*args))
+
+
+def _time_interleaved(programs: dict, repeats: int) -> dict[str, float]:
+  """Median seconds per call of each {name: no-argument callable}.
+
+  The programs run in turns (one call of each per round) so that a change of
+  load on a shared machine hits every method alike; the ratios between
+  methods are then meaningful even when the absolute figures drift.
+  """
+  for run in programs.values():
+    run()  # warm-up
+  times = {name: [] for name in programs}
   for _ in range(max(repeats, 1)):
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+    for name, run in programs.items():
+      t0 = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - t0)
+  return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _memory_mb(compiled) -> float:
@@ -92,7 +110,8 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
               branch_rule: str = "time",
-              methods=("train", "exact", "vmap", "last_layer")) -> dict:
+              methods=("train", "exact", "vmap", "last_layer",
+                       "torch_func")) -> dict:
   """Times the methods on one batch; returns the JSON-ready figures."""
   import jax
   import optax
@@ -102,7 +121,7 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
   out = {"batch_size": b, "image_size": int(batch["image"].shape[1]),
          "device": str(jax.devices()[0].platform), "peak_memory_mb": {},
          "compile_s": {}}
-  times = {}
+  programs = {}
   if "train" in methods:
     tx = optax.adam(1e-4)
 
@@ -118,7 +137,7 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
     args = (variables["params"], tx.init(variables["params"]),
             variables.get("batch_stats", {}), batch)
     compiled, out["compile_s"]["train"] = _compile(train_step, *args)
-    times["train"] = _time(compiled, args, repeats)
+    programs["train"] = _call(compiled, args)
     out["peak_memory_mb"]["train"] = _memory_mb(compiled)
   results = {}
   for method in ("exact", "vmap", "last_layer"):
@@ -128,32 +147,48 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
                                      vmap_chunk=vmap_chunk,
                                      branch_rule=branch_rule)
     compiled, out["compile_s"][method] = _compile(fn, variables, batch)
-    times[method] = _time(compiled, (variables, batch), repeats)
+    programs[method] = _call(compiled, (variables, batch))
     out["peak_memory_mb"][method] = _memory_mb(compiled)
     results[method] = np.asarray(compiled(variables, batch), np.float64)
-    if method == "exact":
-      out["layer_plan"] = per_example.describe(
-          model, variables, batch, branch_rule=branch_rule)
-      flops = exact_flops_per_sample(out["layer_plan"]) * b
-      out["exact_gflop_per_sample"] = flops / b / 1e9
-      out["exact_gflops_per_s"] = flops / times[method] / 1e9
+  if "torch_func" in methods:
+    from diffinf_jax.bench import torch_peers
+    if torch_peers.available() and torch_peers.supports(model):
+      run = torch_peers.torch_func_runner(variables, batch, vmap_chunk)
+      results["torch_func"] = np.asarray(run(), np.float64)
+      programs["torch_func"] = run
+  # The matmul peak takes its turns with the methods, so that the fraction of
+  # peak compares figures taken under the same machine load.
+  mm_n = 2048
+  mm_a = jax.random.normal(jax.random.key(0), (mm_n, mm_n), np.float32)
+  programs["matmul"] = _call(_compile(lambda a: a @ a, mm_a)[0], (mm_a,))
+  times = _time_interleaved(programs, repeats)
+  out["matmul_peak_gflops_per_s"] = 2 * mm_n**3 / times.pop("matmul") / 1e9
+  if "exact" in times:
+    out["layer_plan"] = per_example.describe(
+        model, variables, batch, branch_rule=branch_rule)
+    flops = exact_flops_per_sample(out["layer_plan"]) * b
+    out["exact_gflop_per_sample"] = flops / b / 1e9
+    out["exact_gflops_per_s"] = flops / times["exact"] / 1e9
   key = {"train": "train_step_samples_per_s", "exact": "exact_samples_per_s",
          "vmap": "vmap_samples_per_s",
-         "last_layer": "last_layer_samples_per_s"}
+         "last_layer": "last_layer_samples_per_s",
+         "torch_func": "torch_func_samples_per_s"}
   for m, t in times.items():
     out[key[m]] = b / t
     if "train" in times and m != "train":
       out[f"{m}_vs_train_step"] = times["train"] / t
   if "exact" in times and "vmap" in times:
     out["exact_vs_vmap_speedup"] = times["vmap"] / times["exact"]
-  if "exact" in results and "vmap" in results:
-    ref = results["vmap"]
-    out["exact_vs_vmap_max_rel_err"] = float(np.max(
-        np.abs(results["exact"] - ref) / np.maximum(np.abs(ref), 1e-30)))
+  for ref in ("vmap", "torch_func"):
+    if "exact" in results and ref in results:
+      out[f"exact_vs_{ref}_max_rel_err"] = float(np.max(
+          np.abs(results["exact"] - results[ref])
+          / np.maximum(np.abs(results[ref]), 1e-30)))
+  if "exact" in times and "torch_func" in times:
+    out["exact_vs_torch_func_speedup"] = times["torch_func"] / times["exact"]
   if "train" in out["peak_memory_mb"] and "exact" in out["peak_memory_mb"]:
     out["exact_memory_vs_train_step"] = (out["peak_memory_mb"]["exact"]
                                          / out["peak_memory_mb"]["train"])
-  out["matmul_peak_gflops_per_s"] = matmul_peak_gflops()
   if "exact_gflops_per_s" in out:
     out["exact_fraction_of_matmul_peak"] = (out["exact_gflops_per_s"]
                                             / out["matmul_peak_gflops_per_s"])
@@ -200,13 +235,15 @@ def main(args) -> int:
   for m, key in (("train step", "train_step_samples_per_s"),
                  ("exact", "exact_samples_per_s"),
                  ("vmap", "vmap_samples_per_s"),
-                 ("last_layer", "last_layer_samples_per_s")):
+                 ("last_layer", "last_layer_samples_per_s"),
+                 ("torch_func", "torch_func_samples_per_s")):
     if key in out:
       name = {"train step": "train"}.get(m, m)
       print(f"  {m:11s} {out[key]:8.1f} samples/s  "
             f"peak {out['peak_memory_mb'].get(name, float('nan')):8.0f} MiB")
   for k in ("exact_vs_train_step", "exact_vs_vmap_speedup",
-            "exact_vs_vmap_max_rel_err", "exact_memory_vs_train_step",
+            "exact_vs_vmap_max_rel_err", "exact_vs_torch_func_speedup",
+            "exact_vs_torch_func_max_rel_err", "exact_memory_vs_train_step",
             "exact_gflops_per_s", "matmul_peak_gflops_per_s"):
     if k in out:
       print(f"  {k}: {out[k]:.4g}")

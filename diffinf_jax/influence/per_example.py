@@ -13,8 +13,9 @@ Methods:
               per-example G^T U from patches, whichever is cheaper for that
               layer's shapes; affine norm layers: sums of g * x_hat and g).
               Weight gradients are never computed. See `taps.py`.
-  vmap        jit(vmap(grad)) over chunks of `vmap_chunk` examples: the
-              reference that materialises per-example gradients.
+  vmap        jit(vmap(grad)) over chunks of `vmap_chunk` examples, run one
+              chunk after another: the reference that materialises
+              per-example gradients.
   last_layer  the final nn.Dense only (TracInCP-fast style approximation).
 
 BatchNorm must run in inference mode (running statistics): it is the only
@@ -157,7 +158,20 @@ def _vmap_per_layer(model, variables, batch, loss_fn, input_key,
       per[key] = per.get(key, 0.0) + sq
     return per
   ex = {k: v for k, v in batch.items() if k != "mask"}
-  return jax.lax.map(one, ex, batch_size=chunk)
+  b = jax.tree.leaves(ex)[0].shape[0]
+  # Chunks are unrolled, not a lax.map: XLA's CPU backend runs convolutions
+  # inside a while loop ~8x slower than at top level. The barrier makes each
+  # chunk wait for the previous one's result, so chunks run one after the
+  # other and their per-example gradients (chunk x all parameters) can share
+  # memory instead of all being alive at once.
+  outs, prev = [], None
+  for start in range(0, b, max(1, chunk)):
+    part = jax.tree.map(lambda a: a[start:start + chunk], ex)
+    if prev is not None:
+      part, _ = jax.lax.optimization_barrier((part, prev))
+    prev = jax.vmap(one)(part)
+    outs.append(prev)
+  return {k: jnp.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def _last_dense(records: dict[str, taps.Record]) -> str:

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from diffinf_jax.bench import influence as bench
 from tests.influence import influence_toy_models as toy
@@ -21,3 +22,21 @@ def test_run_bench_reports_every_key():
   assert set(out["peak_memory_mb"]) == {"train", "exact", "vmap", "last_layer"}
   assert out["exact_vs_vmap_max_rel_err"] < 1e-3
   assert out["exact_gflop_per_sample"] > 0
+
+
+@pytest.mark.torch
+def test_torch_func_peer_matches_exact():
+  pytest.importorskip("torch")
+  from diffinf_jax.bench import torch_peers
+  from diffinf_jax.influence import per_example
+  from diffinf_jax.models import resnet
+  model = resnet.ResNet18(num_classes=3, width_multiplier=0.125,
+                          stem="imagenet", head_hidden=8)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32),
+           "label": np.array([0, 2, 1], np.int32)}
+  variables = toy.init_with_stats(model, batch["image"])
+  assert torch_peers.supports(model) and not torch_peers.supports(toy.MLP())
+  exact = np.asarray(per_example.make_sq_norm_fn(model)(variables, batch))
+  peer = torch_peers.torch_func_runner(variables, batch, chunk=2)()
+  np.testing.assert_allclose(peer, exact, rtol=1e-4)

@@ -150,3 +150,51 @@ def test_unused_parameter_raises():
   params["Extra"] = {"kernel": jnp.ones((2, 2))}
   with pytest.raises(ValueError, match="Extra/kernel"):
     pe.make_sq_norm_fn(model)({"params": params}, batch)
+
+
+@pytest.mark.parametrize("group_width", [1, 10**6])
+@pytest.mark.parametrize("one_device", [False, True])
+def test_chunked_reduction_matches_batch_wide(monkeypatch, group_width,
+                                              one_device):
+  # Norms are reduced a few examples at a time (lax.map over chunks sized to
+  # a cache budget); a tiny budget forces one example per chunk. Kernel
+  # offsets are grouped by width: 1 = one GEMM per offset, 10**6 = all
+  # offsets stacked into whole patches. Chunks are strided over the batch
+  # with several devices, contiguous with one.
+  model = toy.SmallCNN()
+  batch = _batch()
+  batch["image"] = jnp.concatenate([batch["image"]] * 2)[:6]
+  batch["label"] = jnp.concatenate([batch["label"]] * 2)[:6]
+  batch["mask"] = jnp.concatenate([batch["mask"]] * 2)[:6]
+  variables = toy.init_with_stats(model, batch["image"])
+  whole = pe.make_sq_norm_fn(model, per_layer=True)(variables, batch)
+  monkeypatch.setattr(layer_rules, "OFFSET_GROUP_WIDTH", group_width)
+  monkeypatch.setattr(layer_rules, "CHUNK_BYTES", 1)
+  if one_device:
+    monkeypatch.setattr(layer_rules.jax, "device_count", lambda: 1)
+  assert layer_rules.chunk_size(6, 1e9) == 1
+  assert layer_rules.chunk_size(6, 1e9, budget=int(3e9), devices=1) == 3
+  assert layer_rules.chunk_size(64, 1e9, budget=int(2e9), devices=8) == 16
+  assert layer_rules.chunk_size(6, 1e9, devices=4) == 1  # 6 % 4: unsharded
+  chunked = pe.make_sq_norm_fn(model, per_layer=True)(variables, batch)
+  for k in whole:
+    np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-5, err_msg=k)
+
+
+@pytest.mark.slow
+def test_resnet18_exact_matches_vmap_float64():
+  from diffinf_jax.models import resnet
+  with jax.enable_x64(True):
+    model = resnet.ResNet18(num_classes=3, width_multiplier=0.125,
+                            stem="imagenet", head_hidden=8,
+                            dtype=jnp.float64)
+    batch = _batch(jnp.float64, size=16)
+    variables = toy.init_with_stats(model, batch["image"])
+    variables = jax.tree.map(lambda v: v.astype(jnp.float64), variables)
+    exact = pe.make_sq_norm_fn(model)(variables, batch)
+    ref = pe.make_sq_norm_fn(model, method="vmap", vmap_chunk=B)(variables,
+                                                                  batch)
+    assert exact.dtype == jnp.float64 and exact[2] == 0.0
+    keep = np.array([0, 1, 3, 4])
+    np.testing.assert_allclose(np.asarray(exact)[keep], np.asarray(ref)[keep],
+                               rtol=1e-10)
