@@ -73,8 +73,25 @@ def forward(state, params, images, rng, train: bool = True):
 
 
 def xent(logits, labels):
+  """[B] cross-entropy of logits [B, K] to integer labels [B]."""
   return -jnp.take_along_axis(jax.nn.log_softmax(logits, -1),
                               labels[:, None], axis=1)[:, 0]
+
+
+def soft_xent(logits, targets):
+  """[B] cross-entropy of logits [B, K] to soft targets [B, K]."""
+  return -jnp.sum(targets * jax.nn.log_softmax(logits, -1), -1)
+
+
+def masked_mean(values, keep):
+  """Mean of values [B] over rows where keep [B] (bool or weights) is set."""
+  keep = keep.astype(values.dtype)
+  return jnp.sum(values * keep) / jnp.maximum(jnp.sum(keep), 1.0)
+
+
+def safe_rows(rows, valid, num_rows: int):
+  """Training rows with padding rows sent to the sink row `num_rows`."""
+  return jnp.where(valid, rows, num_rows)
 
 
 def save_final(setup: Setup, state, workdir: str, out_subdir: str,

@@ -8,18 +8,22 @@ keyed by training row) is updated every time sample i is seen,
 and the loss adds lambda * log(1 - <t_i, p_i>) to the cross-entropy, which
 keeps the model close to what it predicted during early learning (before it
 memorises wrong labels). Defaults are upstream's CIFAR-10 values
-beta = 0.7, lambda = 3.
+beta = 0.7, lambda = 3. The final targets go to W/<out>/elr_targets.npz
+(argmax(t_i) != y_i flags a suspected wrong label).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tqdm import tqdm
 
+from diffinf_jax import fileio
 from diffinf_jax.training import loop
 from diffinf_jax.training.methods import common
 
@@ -52,24 +56,31 @@ def elr_per_example(logits, labels, target_rows, lam: float = LAMBDA):
   return common.xent(logits, labels) + lam * reg
 
 
-def elr_step(state, targets, batch, rng, *, flip, crop_pad):
+def elr_step(state, targets, batch, rng, *, flip, crop_pad, beta=BETA,
+             lam=LAMBDA):
+  """One step; the targets of the batch rows are updated from this forward
+  pass (detached) before the regulariser reads them, as upstream does."""
   rng = jax.random.fold_in(rng, state.step)
   aug, drop = jax.random.split(rng)
   x = loop.augment(batch["image"], aug, flip, crop_pad)
   valid = batch["mask"]
-  logits0, _ = common.forward(state, state.params, x, drop)
-  targets = update_targets(targets, batch["row"], clipped_probs(logits0),
-                           valid)
-  rows = targets[jnp.where(valid, batch["row"], targets.shape[0] - 1)]
+  rows = common.safe_rows(batch["row"], valid, targets.shape[0] - 1)
 
   def objective(params):
     logits, stats = common.forward(state, params, x, drop)
-    per = elr_per_example(logits, batch["label"], rows)
-    return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(
-        jnp.sum(valid), 1), stats
+    new_targets = update_targets(targets, batch["row"], clipped_probs(logits),
+                                 valid, beta)
+    per = elr_per_example(logits, batch["label"], new_targets[rows], lam)
+    return common.masked_mean(per, valid), (stats, new_targets)
 
-  grads, stats = jax.grad(objective, has_aux=True)(state.params)
+  grads, (stats, targets) = jax.grad(objective, has_aux=True)(state.params)
   return state.apply_gradients(grads=grads, batch_stats=stats), targets
+
+
+def suspected_wrong(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """[N] bool: argmax of the ensembled target [N(+1), K] differs from the
+  label [N] (upstream's way of flagging wrong labels)."""
+  return np.asarray(targets)[:len(labels)].argmax(-1) != labels
 
 
 def train(config, workdir, dataset, *, out_subdir):
@@ -84,6 +95,12 @@ def train(config, workdir, dataset, *, out_subdir):
     for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
                       leave=False, disable=None, desc=f"elr {epoch}"):
       state, targets = step(state, targets, batch, rng)
-    logging.info("elr: epoch %d/%d done", epoch + 1, setup.num_epochs)
+    logging.info("elr: epoch %d/%d done, %d labels suspected wrong",
+                 epoch + 1, setup.num_epochs, int(suspected_wrong(
+                     targets, setup.train["label"]).sum()))
   common.save_final(setup, state, workdir, out_subdir)
+  # Targets in training-row order (dataset index: `index` of the train split).
+  fileio.save_npz(os.path.join(workdir, out_subdir, "elr_targets.npz"),
+                  targets=np.asarray(targets)[:setup.num_train],
+                  index=setup.train["index"])
   return {"epochs": setup.num_epochs, "steps": int(state.step)}

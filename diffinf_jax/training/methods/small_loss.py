@@ -1,11 +1,13 @@
-"""Small-loss training (the single-network half of Co-teaching, Han et al. 2018).
+"""Small-loss training: the single-network half of Co-teaching (Han et al.
+2018).
 
 In every mini-batch only the R(T) fraction of valid samples with the smallest
 loss is trained on, with
 
   R(T) = 1 - min(T / T_k * tau, tau),
 
-tau the noise rate (Co-teaching uses the known rate: `noise.rate`) and T_k
+tau the noise rate (Co-teaching uses the known rate: `noise.rate`, the
+realised rate under diffinf-jax's flip convention) and T_k
 the ramp length: 10 of 200 epochs upstream, here the same FRACTION of the
 configured epochs (RAMP_FRACTION). Selection uses a rank mask, so shapes stay
 static.
@@ -24,7 +26,8 @@ def keep_fraction(progress, tau: float, ramp: float = RAMP_FRACTION):
 
 
 def small_loss_mask(per_example, valid, fraction):
-  """[B] bool: the round(fraction * n_valid) smallest losses among valid rows."""
+  """[B] bool: the round(fraction * n_valid) smallest of per_example [B]
+  among the valid [B] rows (ranks from a double argsort: static shapes)."""
   n_valid = jnp.sum(valid)
   k = jnp.round(fraction * n_valid).astype(jnp.int32)
   masked = jnp.where(valid, per_example, jnp.inf)
