@@ -49,9 +49,21 @@ class DiffAEModel:
                       num_timesteps=self.num_timesteps)
     return z, x_T
 
-  def decode(self, z_sem, x_T, T: int, remat: bool = False):
-    """x0 [B, H, W, C] in [-1, 1] by deterministic DDIM (eta = 0)."""
+  def check_latents(self, z_sem, x_T) -> None:
+    """Shape checks of (z_sem [B, D], x_T [B, H, W, C]) (static)."""
     self.check_images(x_T)
+    d = self.config.enc_out_channels
+    if z_sem.ndim != 2 or z_sem.shape != (x_T.shape[0], d):
+      raise ValueError(f"DiffAE z_sem must be [B, {d}] with B = {x_T.shape[0]}"
+                       f" (from x_T); got shape {tuple(z_sem.shape)}")
+
+  def decode(self, z_sem, x_T, T: int, remat: bool = False):
+    """x0 [B, H, W, C] in [-1, 1] by deterministic DDIM (eta = 0).
+
+    Differentiable in z_sem and x_T; `remat=True` recomputes each step's
+    activations in the backward pass (memory independent of T).
+    """
+    self.check_latents(z_sem, x_T)
     return ddim.decode(lambda x, t: self.eps(x, t, z_sem), x_T, int(T),
                        num_timesteps=self.num_timesteps, remat=remat)
 

@@ -6,8 +6,8 @@ HELP = "train a small DiffAE (encoder + UNet, eps loss, EMA) on a dataset"
 DESCRIPTION = """Train the DiffAE preset config.diffae.preset jointly (semantic encoder +
 conditional UNet) with upstream's epsilon-prediction loss and an EMA of the
 weights, on the training split of the config's dataset. Orbax checkpoints in
-W/diffae_train/checkpoints (resumable), reconstruction grids
-W/diffae_train/recon_*.png, and the EMA weights written to --out in the layout
+W/diffae_train/checkpoints (resumable), reconstruction and sample grids
+W/diffae_train/{recon,sample}_*.png, and the EMA weights written to --out in the layout
 of `diffinf convert diffae` (float16)."""
 
 

@@ -4,7 +4,8 @@ Loss (upstream's simple loss): E_{x0, t ~ U{0..T-1}, eps} ||eps -
 eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, Enc(x0))||^2, with an
 exponential moving average of the weights (the EMA weights are what is
 saved for inference). Orbax checkpoints every `save_every_steps` let an
-interrupted run resume; reconstruction grids are written as PNGs.
+interrupted run resume; reconstruction and sample grids are written as
+PNGs.
 """
 
 from __future__ import annotations
@@ -47,36 +48,67 @@ def train_step(state, x0, rng, *, model, tx, ema_decay):
   return (params, ema, opt_state, step + 1), loss
 
 
+@functools.lru_cache(maxsize=8)
+def _codec(cfg: diffae_models.DiffAEConfig, t_encode: int, t_decode: int):
+  """Jitted (encode(params, x0), decode(params, z, x_T)), compiled once per
+  config and step counts (params are arguments, so EMA snapshots reuse it)."""
+  from diffinf_jax import diffae_api
+
+  def enc(params, x0):
+    return diffae_api.DiffAEModel(cfg, params).encode(x0, t_encode)
+
+  def dec(params, z, x_T):
+    return diffae_api.DiffAEModel(cfg, params).decode(z, x_T, t_decode)
+
+  return jax.jit(enc), jax.jit(dec)
+
+
 def reconstruction_mse(model, params, x0, t_encode: int = 10,
                        t_decode: int = 10) -> float:
   """Mean squared error of decode(encode(x0)) (deterministic DDIM)."""
-  from diffinf_jax import diffae_api
-  ae = diffae_api.DiffAEModel(model.config, params)
-  z, x_T = jax.jit(lambda x: ae.encode(x, t_encode))(x0)
-  x = jax.jit(lambda z, xt: ae.decode(z, xt, t_decode))(z, x_T)
-  return float(jnp.mean((x - x0) ** 2))
+  enc, dec = _codec(model.config, t_encode, t_decode)
+  z, x_T = enc(params, x0)
+  return float(jnp.mean((dec(params, z, x_T) - x0) ** 2))
 
 
 def heldout_loss(model, params, x0, seed: int = 0) -> float:
   """Denoising loss at fixed timesteps and noise (comparable across runs)."""
   rng = jax.random.key(seed)
+  loss_fn = _eval_loss(model.config)
   losses = []
   for t in (50, 250, 500, 750):
     noise = jax.random.normal(jax.random.fold_in(rng, t), x0.shape)
-    losses.append(denoising_loss(model, params, x0, jnp.full(
-        (x0.shape[0],), t), noise, rng, False))
+    losses.append(loss_fn(params, x0, jnp.full((x0.shape[0],), t), noise))
   return float(jnp.mean(jnp.stack(losses)))
 
 
+@functools.lru_cache(maxsize=8)
+def _eval_loss(cfg: diffae_models.DiffAEConfig):
+  model = diffae_models.DiffAE(cfg)
+  return jax.jit(lambda p, x0, t, noise: denoising_loss(
+      model, p, x0, t, noise, jax.random.key(0), False))
+
+
 def write_grid(model, params, x0, path: str) -> None:
-  """Originals (top) and their encode -> decode reconstructions (bottom)."""
+  """Writes two PNGs next to `path` ([B, H, W, C] images x0 in [-1, 1]):
+
+  `path`: originals (top) and their encode -> decode reconstructions
+  (bottom); `path` with recon -> sample: originals and a decode of a FIXED
+  random x_T with each original's z_sem (upstream's training previews), i.e.
+  what the semantic code alone carries.
+  """
   from diffinf_jax.correction import outputs
-  from diffinf_jax import diffae_api
-  ae = diffae_api.DiffAEModel(model.config, params)
-  z, x_T = ae.encode(x0, 10)
-  outputs.before_after_grid(np.asarray(x0), np.asarray(
-      jnp.clip(ae.decode(z, x_T, 10), -1, 1)), path,
-      scale=max(1, 64 // x0.shape[1]))
+  enc, dec = _codec(model.config, 10, 10)
+  scale = max(1, 64 // x0.shape[1])
+  z, x_T = enc(params, x0)
+  outputs.before_after_grid(np.asarray(x0), np.asarray(dec(params, z, x_T)),
+                            path, scale=scale)
+  noise = jax.random.normal(jax.random.key(0), x0.shape)
+  head, tail = os.path.split(path)
+  outputs.before_after_grid(np.asarray(x0), np.asarray(dec(params, z, noise)),
+                            os.path.join(head, tail.replace("recon",
+                                                            "sample")),
+                            scale=scale)
 
 
 def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
@@ -130,7 +162,7 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
       mngr.save(step + 1, args=ocp.args.StandardSave(
           jax.tree_util.tree_map(np.asarray, state)))
     if workdir and sample_every_steps and (step + 1) % sample_every_steps == 0:
-      write_grid(model, state[1], evals[:8],
+      write_grid(model, state[1], evals[:16],
                  os.path.join(workdir, f"recon_{step + 1:06d}.png"))
   del data_rng
   if mngr:
@@ -140,9 +172,11 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
                   "recon_mse_final": reconstruction_mse(model, ema, evals),
                   "train_loss_last100": float(np.mean(losses[-100:]))
                   if losses else None,
-                  "num_steps": num_steps, "seconds": round(time.time() - t0, 1)})
+                  "num_steps": num_steps,
+                  "seconds": round(time.time() - t0, 1)})
   if workdir:
-    write_grid(model, ema, evals[:8], os.path.join(workdir, "recon_final.png"))
+    write_grid(model, ema, evals[:16], os.path.join(workdir,
+                                                    "recon_final.png"))
   return jax.device_get(ema), metrics
 
 

@@ -24,8 +24,12 @@ def test_real_ffhq128_layout_converts_cleanly():
                                            "ffhq128_autoenc_130M_keys.txt"))
   assert len(keys) == 608
   out = mapping.convert_state_dict(keys, _target("ffhq128"), "keys.txt")
-  n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(out))
-  assert n == 128545155
+  count = lambda t: sum(int(np.prod(v.shape))
+                        for v in jax.tree_util.tree_leaves(t))
+  assert count(out) == 128545155
+  # The fixture README's split: encoder 24,673,536, UNet 103,871,619.
+  assert count(out["params"]["encoder"]) == 24673536
+  assert count(out["params"]["unet"]) == 103871619
 
 
 def test_mismatches_are_listed():
@@ -71,3 +75,67 @@ def test_cli_writes_layout_and_manifest(tmp_path):
   assert cfg["channel_mult"] == [1, 1, 2] and cfg["enc_out_channels"] == 64
   assert cli.main(["convert", "diffae", str(tmp_path / "nope.ckpt"),
                    dst]) == 1
+
+
+def test_unsupported_hyper_parameters_are_named():
+  from weights_convert import diffae as conv
+  hp = {"img_size": 32, "net_ch": 32, "net_ch_mult": [1, 2],
+        "net_enc_channel_mult": [1, 2], "net_resblock_updown": False,
+        "model_type": "ddpm"}
+  with pytest.raises(ValueError) as e:
+    conv._architecture({"hyper_parameters": hp}, None, "x.ckpt")
+  assert "net_resblock_updown=False" in str(e.value)
+  assert "model_type='ddpm'" in str(e.value)
+  with pytest.raises(ValueError, match="no DiffAE hyper_parameters"):
+    conv._architecture({"hyper_parameters": {}}, None, "x.ckpt")
+
+
+_CALLBACK_MODULE = '''
+class ModelCheckpoint:
+  def __init__(self):
+    self.best = 1.0
+
+
+class Hostile:
+  """Unpickling this would create a directory (a stand-in for any code)."""
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    import os
+    return (os.makedirs, (self.path,))
+'''
+
+
+@pytest.mark.torch
+def test_lightning_extras_without_lightning(tmp_path, monkeypatch):
+  """A real Lightning 1.4 last.ckpt pickles callback classes as dict keys,
+  which weights_only=True refuses; the converter must still read it."""
+  import sys
+  torch = pytest.importorskip("torch")
+  src = torch.load(os.path.join(FIX, "diffae_public.ckpt"),
+                   map_location="cpu", weights_only=True)
+  (tmp_path / "fake_lightning_cb.py").write_text(_CALLBACK_MODULE)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  import fake_lightning_cb
+  # Only the model weights (ema_model.) and x_T: a pruned single copy.
+  sd = {k: v for k, v in src["state_dict"].items() if not
+        k.startswith("model.")}
+  ckpt = {"state_dict": sd, "hyper_parameters": src["hyper_parameters"],
+          "callbacks": {fake_lightning_cb.ModelCheckpoint:
+                        {"best": fake_lightning_cb.ModelCheckpoint()}},
+          "optimizer_states": [{"state": {}}],
+          "hostile": fake_lightning_cb.Hostile(str(tmp_path / "pwned"))}
+  path = str(tmp_path / "last.ckpt")
+  torch.save(ckpt, path)
+  # The class is gone when converting (no lightning installed).
+  del sys.modules["fake_lightning_cb"]
+  (tmp_path / "fake_lightning_cb.py").unlink()
+  with pytest.raises(Exception):
+    torch.load(path, map_location="cpu", weights_only=True)
+  from weights_convert import diffae as conv
+  m = conv.convert(path, str(tmp_path / "dst"))
+  assert m["source_prefix"] == "ema_model." and m["num_source_keys"] == 396
+  assert not (tmp_path / "pwned").exists()  # foreign callables never run
+  with pytest.raises(ValueError, match="no weights with prefix"):
+    conv.convert(path, str(tmp_path / "dst2"), prefix="model.")

@@ -19,5 +19,7 @@ def test_training_improves_reconstruction(tmp_path):
   assert m["heldout_loss_final"] < 0.7 * m["heldout_loss_init"]
   assert m["recon_mse_final"] < 0.5 * m["recon_mse_init"]
   assert (tmp_path / "recon_final.png").exists()
+  assert (tmp_path / "sample_final.png").exists()
+  assert (tmp_path / "sample_000300.png").exists()
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
       "150", "300"]

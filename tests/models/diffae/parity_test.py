@@ -115,3 +115,49 @@ def test_model_prefix_weights_fail_parity(tmp_path, f):
   raw = diffae_api.load_diffae(dst)
   z = np.asarray(raw.encode_semantic(nhwc(f["x0"])))
   assert np.abs(z - f["z_sem"]).max() > 1e-3
+
+
+def _block_outputs(inter: dict, prefix: str) -> dict:
+  """{block name: output} keeping the LAST sub-module of every block
+  (`input_blocks.K.J` -> block `input_blocks.K`, largest J wins)."""
+  best = {}
+  for name, val in inter.items():
+    if not name.startswith(prefix) or "__call__" not in val:
+      continue
+    block, sub = name.rsplit(".", 1)
+    if block not in best or int(sub) > best[block][0]:
+      best[block] = (int(sub), val["__call__"][0])
+  return {k: v for k, (_, v) in best.items()}
+
+
+def test_block_outputs_match_debug_arrays(ae, f):
+  """Every UNet / encoder block output (fixture `dbg_*`, element 0 of the
+  first eps call) at 1e-4: pinpoints a layout error to one block."""
+  from diffinf_jax.models import diffae
+  x_t, t = nhwc(f["x_t"][0][:1]), jnp.asarray(f["eps_t"][0][:1])
+  with jax.default_matmul_precision("highest"):
+    _, st = ae.model.apply(ae.variables, x_t, t, f["z_sem"][:1],
+                           capture_intermediates=True, mutable=True)
+    _, se = ae.model.apply(ae.variables, nhwc(f["x0"][:1]),
+                           method=diffae.DiffAE.encode,
+                           capture_intermediates=True, mutable=True)
+  unet = st["intermediates"]["unet"]
+  enc = se["intermediates"]["encoder"]
+  np.testing.assert_allclose(
+      np.asarray(unet["time_embed.time_embed.2"]["__call__"][0]),
+      f["dbg_time_emb"], atol=1e-4)
+  checked = 0
+  for tree, tag in ((unet, "unet"), (enc, "enc")):
+    for kind, short in (("input_blocks", "in"), ("output_blocks", "out")):
+      for block, out in _block_outputs(tree, kind).items():
+        key = f"dbg_{tag}_{short}_{int(block.split('.')[1]):02d}"
+        if key in f:
+          np.testing.assert_allclose(np.asarray(out), nhwc(f[key]),
+                                     atol=1e-4, err_msg=f"{tag} {block}")
+          checked += 1
+    mid = _block_outputs(tree, "middle_block")["middle_block"]
+    np.testing.assert_allclose(np.asarray(mid), nhwc(f[f"dbg_{tag}_mid"]),
+                               atol=1e-4)
+  assert checked == len([k for k in f if k.startswith(("dbg_unet_in",
+                                                       "dbg_unet_out",
+                                                       "dbg_enc_in"))])
