@@ -38,7 +38,7 @@ def test_compare_table_and_reuse(tmp_path):
       ["compare.methods=('ce', 'influence_removal', 'diffinf', 'divide_mix')",
        "compare.seeds=(0, 1)", "compare.num_epochs=1"])
   _fake_influence_and_correction(c, w)
-  out = compare.run(c, w)
+  compare.run(c, w)
   with open(os.path.join(w, "compare", "table.csv")) as f:
     rows = list(csv.DictReader(f))
   assert tuple(rows[0].keys()) == compare.TABLE_COLUMNS

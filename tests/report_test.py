@@ -1,6 +1,5 @@
 """The run report reads what stages wrote and never invents numbers."""
 
-import os
 
 from diffinf_jax import cli
 from diffinf_jax import report

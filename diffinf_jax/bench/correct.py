@@ -23,7 +23,6 @@ def configure(parser):
 
 
 def _memory_mb(corrector, x, y) -> float | None:
-  import jax
   from diffinf_jax.correction import optimize
   z, xt = corrector._encode(x)
   batch = corrector._ref(x, y)

@@ -7,6 +7,9 @@ mean loss + Adam update, BatchNorm in training mode), of the `exact`, `vmap`
 and `last_layer` norm methods (BatchNorm in inference mode), their ratios to
 the training step, the max relative error of `exact` against `vmap`, the
 achieved GFLOP/s of `exact` and a matmul peak measured in the same run.
+When PyTorch (and Opacus / Captum) are installed and the model is the
+ResNet-18 + head, the PyTorch per-sample methods of `torch_peers` are timed on
+the same weights and batch too (Captum on its first few samples only).
 
 Peak memory per method is XLA's own account of the compiled program
 (`compiled.memory_analysis()`): temporaries + arguments + outputs - aliased
@@ -21,12 +24,17 @@ import time
 
 import numpy as np
 
+from diffinf_jax.bench import torch_peers
+
+METHODS = ("train", "exact", "vmap", "last_layer") + torch_peers.PEERS
+
 
 def configure(parser):
   parser.add_argument(
-      "--methods", default="train,exact,vmap,last_layer,torch_func",
-      help="comma-separated subset to time (torch_func: only when torch is "
-           "installed and the model is the ResNet-18 of models/resnet.py)")
+      "--methods", default=",".join(METHODS),
+      help="comma-separated subset to time; the PyTorch peers ("
+           f"{', '.join(torch_peers.PEERS)}) run only when their packages are "
+           "installed and the model is the ResNet-18 of models/resnet.py")
 
 
 def _compile(fn, *args):
@@ -34,10 +42,6 @@ def _compile(fn, *args):
   t0 = time.perf_counter()
   compiled = jax.jit(fn).lower(*args).compile()
   return compiled, time.perf_counter() - t0
-
-
-def _time(compiled, args, repeats: int) -> float:
-  return _time_interleaved({"m": _call(compiled, args)}, repeats)["m"]
 
 
 def _call(compiled, args):
@@ -103,15 +107,16 @@ def exact_flops_per_sample(plan: list[dict]) -> float:
   return 2.0 * macs
 
 
+_SPEED_KEY = {"train": "train_step_samples_per_s"}
+
+
 def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
               branch_rule: str = "time",
-              methods=("train", "exact", "vmap", "last_layer",
-                       "torch_func")) -> dict:
+              methods=METHODS) -> dict:
   """Times the methods on one batch; returns the JSON-ready figures."""
   import jax
   import optax
   from diffinf_jax.influence import per_example
-
   b = int(batch["image"].shape[0])
   out = {"batch_size": b, "image_size": int(batch["image"].shape[1]),
          "device": str(jax.devices()[0].platform), "peak_memory_mb": {},
@@ -145,12 +150,14 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
     programs[method] = _call(compiled, (variables, batch))
     out["peak_memory_mb"][method] = _memory_mb(compiled)
     results[method] = np.asarray(compiled(variables, batch), np.float64)
-  if "torch_func" in methods:
-    from diffinf_jax.bench import torch_peers
-    if torch_peers.available() and torch_peers.supports(model):
-      run = torch_peers.torch_func_runner(variables, batch, vmap_chunk)
-      results["torch_func"] = np.asarray(run(), np.float64)
-      programs["torch_func"] = run
+  counts = {}
+  for peer in torch_peers.PEERS:
+    if (peer in methods and torch_peers.available(peer)
+        and torch_peers.supports(model)):
+      run = torch_peers.runner(peer, variables, batch, vmap_chunk)
+      results[peer] = np.asarray(run(), np.float64)
+      programs[peer] = run
+      counts[peer] = len(results[peer])
   # The matmul peak takes its turns with the methods, so that the fraction of
   # peak compares figures taken under the same machine load.
   mm_n = 2048
@@ -166,23 +173,25 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
     flops = exact_flops_per_sample(out["layer_plan"]) * b
     out["exact_gflop_per_sample"] = flops / b / 1e9
     out["exact_gflops_per_s"] = flops / times["exact"] / 1e9
-  key = {"train": "train_step_samples_per_s", "exact": "exact_samples_per_s",
-         "vmap": "vmap_samples_per_s",
-         "last_layer": "last_layer_samples_per_s",
-         "torch_func": "torch_func_samples_per_s"}
   for m, t in times.items():
-    out[key[m]] = b / t
+    out[_SPEED_KEY.get(m, f"{m}_samples_per_s")] = counts.get(m, b) / t
     if "train" in times and m != "train":
-      out[f"{m}_vs_train_step"] = times["train"] / t
+      out[f"{m}_vs_train_step"] = (times["train"] / b) / (t / counts.get(m, b))
   if "exact" in times and "vmap" in times:
     out["exact_vs_vmap_speedup"] = times["vmap"] / times["exact"]
-  for ref in ("vmap", "torch_func"):
+  for ref in ("vmap",) + torch_peers.PEERS:
     if "exact" in results and ref in results:
+      n = len(results[ref])
       out[f"exact_vs_{ref}_max_rel_err"] = float(np.max(
-          np.abs(results["exact"] - results[ref])
+          np.abs(results["exact"][:n] - results[ref])
           / np.maximum(np.abs(results[ref]), 1e-30)))
-  if "exact" in times and "torch_func" in times:
-    out["exact_vs_torch_func_speedup"] = times["torch_func"] / times["exact"]
+  peers = [p for p in torch_peers.PEERS if p in times]
+  if "exact" in times and peers:
+    for p in peers:
+      out[f"exact_vs_{p}_speedup"] = (out["exact_samples_per_s"]
+                                      / out[f"{p}_samples_per_s"])
+    out["exact_vs_fastest_torch_speedup"] = min(
+        out[f"exact_vs_{p}_speedup"] for p in peers)
   if "train" in out["peak_memory_mb"] and "exact" in out["peak_memory_mb"]:
     out["exact_memory_vs_train_step"] = (out["peak_memory_mb"]["exact"]
                                          / out["peak_memory_mb"]["train"])
@@ -229,19 +238,18 @@ def main(args) -> int:
     return 0
   print(f"influence bench: batch {out['batch_size']}, "
         f"{out['image_size']}x{out['image_size']}, {out['device']}")
-  for m, key in (("train step", "train_step_samples_per_s"),
-                 ("exact", "exact_samples_per_s"),
-                 ("vmap", "vmap_samples_per_s"),
-                 ("last_layer", "last_layer_samples_per_s"),
-                 ("torch_func", "torch_func_samples_per_s")):
+  for m in METHODS:
+    key = _SPEED_KEY.get(m, f"{m}_samples_per_s")
     if key in out:
-      name = {"train step": "train"}.get(m, m)
-      print(f"  {m:11s} {out[key]:8.1f} samples/s  "
-            f"peak {out['peak_memory_mb'].get(name, float('nan')):8.0f} MiB")
+      mem = out["peak_memory_mb"].get(m)
+      print(f"  {m:15s} {out[key]:8.1f} samples/s"
+            + (f"  peak {mem:8.0f} MiB" if mem is not None else ""))
   for k in ("exact_vs_train_step", "exact_vs_vmap_speedup",
-            "exact_vs_vmap_max_rel_err", "exact_vs_torch_func_speedup",
-            "exact_vs_torch_func_max_rel_err", "exact_memory_vs_train_step",
-            "exact_gflops_per_s", "matmul_peak_gflops_per_s"):
+            "exact_vs_vmap_max_rel_err", "exact_vs_fastest_torch_speedup",
+            *(f"exact_vs_{p}_{w}" for p in torch_peers.PEERS
+              for w in ("speedup", "max_rel_err")),
+            "exact_memory_vs_train_step", "exact_gflops_per_s",
+            "matmul_peak_gflops_per_s", "exact_fraction_of_matmul_peak"):
     if k in out:
       print(f"  {k}: {out[k]:.4g}")
   for layer in out.get("layer_plan", []):

@@ -1,28 +1,47 @@
-"""Optional PyTorch peers of `diffinf bench influence` (torch.func per-sample).
+"""Optional PyTorch peers of `diffinf bench influence` on the same weights.
 
-Times `torch.func.vmap(torch.func.grad(loss))` per-sample squared gradient
-norms of the same ResNet-18 + head (`diffinf_jax/models/resnet.py`) with the
-same weights, BatchNorm in inference mode, on the same batch. The network is
-written functionally here (torch.nn.functional on a dict of tensors converted
-from the Flax params), so no torch module tree has to mirror the Flax names.
-Opacus and Captum are timed only by their own packages, never installed here.
+Each runner computes per-sample squared gradient norms over all parameters of
+the ResNet-18 + head (`torch_resnet.build_module`, BatchNorm on running
+statistics) for the bench's batch, summed cross-entropy, and returns a
+no-argument callable giving [n] norms (float64) for its first n samples:
 
-torch is imported inside the functions: the bench must run without it.
+  torch_func       torch.func.vmap(grad) in chunks (materialised gradients)
+  opacus           Opacus GradSampleModule: hooks store every parameter's
+                   per-sample gradient (`grad_sample`)
+  opacus_ghost     Opacus GradSampleModuleFastGradientClipping with ghost
+                   clipping: per-sample norms without per-sample gradients
+                   where Opacus has a norm sampler (Linear), materialised
+                   elsewhere
+  captum_tracincp  Captum TracInCP(...).self_influence with its default
+                   settings (one backward per example), one checkpoint of
+                   learning rate 1, on `CAPTUM_SAMPLES` samples (it is slow)
+
+A peer runs only when its package imports; none is ever required. torch is
+imported inside the functions: the bench must run without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import tempfile
+import warnings
+from typing import Callable
+
 import numpy as np
 
-_STAGES = ((1, 1), (2, 2), (3, 2), (4, 2))  # (stage, stride of its block 0)
+from diffinf_jax.bench import torch_resnet
+
+PEERS = ("torch_func", "opacus", "opacus_ghost", "captum_tracincp")
+_PACKAGE = {"torch_func": "torch", "opacus": "opacus",
+            "opacus_ghost": "opacus", "captum_tracincp": "captum"}
+CAPTUM_SAMPLES = 8
 
 
-def available() -> bool:
-  try:
-    import torch  # noqa: F401
-  except ImportError:
-    return False
-  return True
+def available(peer: str = "torch_func") -> bool:
+  """Whether the packages the peer needs are installed."""
+  return all(importlib.util.find_spec(p) is not None
+             for p in {"torch", _PACKAGE[peer]})
 
 
 def supports(model) -> bool:
@@ -31,104 +50,108 @@ def supports(model) -> bool:
   return type(model) is resnet.ResNet18
 
 
-def torch_params(variables) -> dict:
-  """Flax ResNet-18 variables -> {path: torch tensor} in torch layouts.
-
-  Conv kernels [kh, kw, C_in, C_out] -> [C_out, C_in, kh, kw]; Dense kernels
-  [D_in, D_out] -> [D_out, D_in]; BatchNorm keeps (scale, bias, mean, var).
-  """
+def _inputs(batch, n=None):
   import torch
-  out = {}
-
-  def walk(tree, prefix, kind):
-    for k, v in tree.items():
-      path = f"{prefix}/{k}" if prefix else k
-      if hasattr(v, "items"):
-        walk(v, path, kind)
-        continue
-      a = np.asarray(v, np.float32)
-      if kind == "params" and k == "kernel":
-        a = a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T
-      out[f"{kind}:{path}"] = torch.from_numpy(np.array(a, order="C"))
-  walk(variables["params"], "", "params")
-  walk(variables.get("batch_stats", {}), "", "stats")
-  return out
+  images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+  n = len(labels) if n is None else min(n, len(labels))
+  return (torch_resnet.nchw(images[:n]),
+          torch.from_numpy(np.asarray(labels[:n], np.int64)))
 
 
-def _bn(p, name, x):
-  import torch
-  scale = p[f"params:{name}/scale"] * torch.rsqrt(
-      p[f"stats:{name}/var"] + 1e-5)
-  shift = p[f"params:{name}/bias"] - p[f"stats:{name}/mean"] * scale
-  return x * scale[:, None, None] + shift[:, None, None]
-
-
-def forward(p: dict, x):
-  """Logits [B, K] of the ResNet-18 + head for NCHW input x, eval mode."""
+def torch_func_runner(variables, batch, chunk: int = 16) -> Callable:
+  """torch.func.vmap(grad) norms, `chunk` samples materialised at once."""
   import torch
   import torch.nn.functional as F
-  k = p["params:stem_conv/kernel"]
-  imagenet = k.shape[-1] == 7
-  x = F.conv2d(x, k, stride=2 if imagenet else 1, padding=k.shape[-1] // 2)
-  x = F.relu(_bn(p, "stem_bn", x))
-  if imagenet:
-    x = F.max_pool2d(x, 3, 2, padding=1)
-  for stage, stride0 in _STAGES:
-    for block in range(2):
-      name = f"layer{stage}_{block}"
-      s = stride0 if block == 0 else 1
-      y = F.conv2d(x, p[f"params:{name}/conv1/kernel"], stride=s, padding=1)
-      y = F.relu(_bn(p, f"{name}/bn1", y))
-      y = F.conv2d(y, p[f"params:{name}/conv2/kernel"], padding=1)
-      y = _bn(p, f"{name}/bn2", y)
-      if f"params:{name}/downsample_conv/kernel" in p:
-        x = F.conv2d(x, p[f"params:{name}/downsample_conv/kernel"], stride=s)
-        x = _bn(p, f"{name}/downsample_bn", x)
-      x = F.relu(x + y)
-  h = torch.mean(x, dim=(2, 3))
-  h = F.relu(F.linear(h, p["params:head_hidden/kernel"],
-                      p["params:head_hidden/bias"]))
-  return F.linear(h, p["params:head_out/kernel"], p["params:head_out/bias"])
+  from torch.func import functional_call, grad, vmap
+  module = torch_resnet.build_module(variables)
+  params = {k: v.detach() for k, v in module.named_parameters()}
+  x, y = _inputs(batch)
 
-
-def torch_func_sq_norms(p: dict, images: np.ndarray, labels: np.ndarray,
-                        chunk: int = 16) -> np.ndarray:
-  """[B] per-sample squared norms over all parameters via torch.func.
-
-  Args:
-    p: `torch_params` output (batch statistics are constants).
-    images: [B, H, W, 3] float32 (NHWC, as the JAX model takes them).
-    labels: [B] int.
-    chunk: samples whose gradients are materialised at once.
-  """
-  import torch
-  import torch.nn.functional as F
-  from torch.func import grad, vmap
-  trainable = {k: v for k, v in p.items() if k.startswith("params:")}
-  stats = {k: v for k, v in p.items() if k.startswith("stats:")}
-
-  def loss_one(w, x, y):
-    logits = forward({**w, **stats}, x[None])
-    return F.cross_entropy(logits, y[None], reduction="sum")
+  def loss_one(p, xi, yi):
+    logits = functional_call(module, p, (xi[None],))
+    return F.cross_entropy(logits, yi[None], reduction="sum")
 
   per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
-  x = torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), np.float32,
-                                order="C"))
-  y = torch.from_numpy(np.asarray(labels, np.int64))
-  out = []
-  with torch.no_grad():
-    for i in range(0, x.shape[0], chunk):
-      grads = per_sample(trainable, x[i:i + chunk], y[i:i + chunk])
-      out.append(sum(g.reshape(g.shape[0], -1).double().pow(2).sum(1)
-                     for g in grads.values()))
-  return torch.cat(out).numpy()
+
+  def run():
+    out = []
+    with torch.no_grad():
+      for i in range(0, x.shape[0], chunk):
+        grads = per_sample(params, x[i:i + chunk], y[i:i + chunk])
+        out.append(sum(g.reshape(g.shape[0], -1).double().pow(2).sum(1)
+                       for g in grads.values()))
+    return torch.cat(out).numpy()
+  return run
 
 
-def torch_func_runner(variables, batch, chunk: int = 16):
-  """A no-argument callable returning the [B] torch.func squared norms.
+def _backward(loss) -> None:
+  with warnings.catch_warnings():
+    # The stem's input needs no gradient, which Opacus's full backward hooks
+    # report on every call; the norms are unaffected.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    loss.backward()
 
-  The weights are converted once, outside the timed call.
-  """
-  p = torch_params(variables)
-  images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
-  return lambda: torch_func_sq_norms(p, images, labels, chunk)
+
+def opacus_runner(variables, batch) -> Callable:
+  """Opacus per-sample gradients (grad_sample), then their squared norms."""
+  import torch.nn.functional as F
+  from opacus.grad_sample import GradSampleModule
+  gsm = GradSampleModule(torch_resnet.build_module(variables),
+                         batch_first=True, loss_reduction="sum", strict=False)
+  x, y = _inputs(batch)
+
+  def run():
+    gsm.zero_grad(set_to_none=True)
+    _backward(F.cross_entropy(gsm(x), y, reduction="sum"))
+    sq = sum(p.grad_sample.reshape(len(y), -1).double().pow(2).sum(1)
+             for p in gsm.parameters())
+    return sq.detach().numpy()
+  return run
+
+
+def opacus_ghost_runner(variables, batch) -> Callable:
+  """Opacus ghost clipping's per-sample norms (first backward only)."""
+  import torch.nn.functional as F
+  from opacus.grad_sample import GradSampleModuleFastGradientClipping
+  gsm = GradSampleModuleFastGradientClipping(
+      torch_resnet.build_module(variables), batch_first=True,
+      loss_reduction="sum", strict=False, use_ghost_clipping=True)
+  x, y = _inputs(batch)
+
+  def run():
+    gsm.zero_grad(set_to_none=True)
+    _backward(F.cross_entropy(gsm(x), y, reduction="sum"))
+    return gsm.get_norm_sample().detach().double().pow(2).numpy()
+  return run
+
+
+def captum_runner(variables, batch, samples: int = CAPTUM_SAMPLES
+                  ) -> Callable:
+  """Captum TracInCP self-influence (lr 1, one checkpoint) = squared norms."""
+  import torch
+  from captum.influence import TracInCP
+  from torch import nn
+  module = torch_resnet.build_module(variables)
+  x, y = _inputs(batch, samples)
+  path = os.path.join(tempfile.mkdtemp(prefix="diffinf_captum_"), "ckpt.pt")
+  torch.save(module.state_dict(), path)
+
+  def load(model, ckpt):
+    model.load_state_dict(torch.load(ckpt, weights_only=True))
+    return 1.0  # the checkpoint's learning rate
+  tracin = TracInCP(module, torch.utils.data.TensorDataset(x, y), [path],
+                    checkpoints_load_func=load,
+                    loss_fn=nn.CrossEntropyLoss(reduction="none"),
+                    batch_size=len(y))
+  return lambda: tracin.self_influence((x, y)).double().numpy()
+
+
+RUNNERS = {"torch_func": torch_func_runner, "opacus": opacus_runner,
+           "opacus_ghost": opacus_ghost_runner,
+           "captum_tracincp": captum_runner}
+
+
+def runner(peer: str, variables, batch, vmap_chunk: int) -> Callable:
+  if peer == "torch_func":
+    return torch_func_runner(variables, batch, vmap_chunk)
+  return RUNNERS[peer](variables, batch)

@@ -24,6 +24,6 @@ def configure(parser):
 def main(args):
   from diffinf_jax import compare
   config, workdir = common.setup_run(args, "compare")
-  out = compare.run(config, workdir)
+  compare.run(config, workdir)
   print(open(f"{workdir}/compare/table.md").read().rstrip())
   return 0

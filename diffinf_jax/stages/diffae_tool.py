@@ -1,6 +1,5 @@
 """`diffinf diffae encode|decode|reconstruct`: run a DiffAE on arrays."""
 
-from diffinf_jax.stages import common
 
 HELP = "DiffAE encode / decode / reconstruct .npz arrays with converted weights"
 DESCRIPTION = """Run a converted (or trained) DiffAE on arrays, NHWC:

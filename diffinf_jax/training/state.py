@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.struct
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -1,6 +1,5 @@
 """Latent optimisation: per-sample independence, NaN isolation, best iterate."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

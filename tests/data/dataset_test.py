@@ -8,7 +8,6 @@ import pytest
 
 from diffinf_jax import configuration
 from diffinf_jax import data
-from diffinf_jax.data import dataset
 from diffinf_jax import sharding
 
 

@@ -78,7 +78,7 @@ def test_missing_face_attributes_named(tree):
 
 
 def _config(tree, task, **kw):
-  overrides = [f"data.name=ffhq", f"data.task={task}",
+  overrides = ["data.name=ffhq", f"data.task={task}",
                f"model.num_classes={3 if task == 'age' else 4}",
                f"data.data_dir={tree / 'thumbs'}",
                f"data.json_dir={tree / 'json'}", "data.image_size=16",

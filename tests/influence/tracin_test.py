@@ -1,7 +1,6 @@
 """TracIn self-influence: hand sum, resume, device-count invariance, errors."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

@@ -1,7 +1,6 @@
 """`diffinf diffae` and `diffinf bench diffae` on a tiny random DiffAE."""
 
 import json
-import os
 
 import jax
 import numpy as np

@@ -1,6 +1,5 @@
 """A tiny DiffAE trained for a few hundred steps reconstructs better."""
 
-import numpy as np
 
 from diffinf_jax.data import demo_faces
 from diffinf_jax.models import diffae

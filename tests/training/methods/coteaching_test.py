@@ -1,15 +1,10 @@
 """Co-teaching: exchanged small-loss selections and a tiny training run."""
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffinf_jax import configuration
-from diffinf_jax import data
-from diffinf_jax import evaluation
-from diffinf_jax.training import methods
 from diffinf_jax.training.methods import coteaching
 
 
@@ -37,12 +32,5 @@ def test_exchange_keeps_r_t_fraction_under_jit():
       assert not np.asarray(m)[n_valid:].any()
 
 
-def test_tiny_run_is_evaluable(tmp_path, monkeypatch):
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-  w = str(tmp_path / "w")
-  c = configuration.get_config("configs/demo.py:tiny", ["train.num_epochs=1"])
-  ds = data.get_dataset(c, w)
-  methods.train_method("coteaching", c, w, ds, out_subdir="m/train")
-  assert os.listdir(os.path.join(w, "m", "train", "checkpoints"))
-  m = evaluation.evaluate(c, w, ds, train_subdir="m/train", out_subdir="m/eval")
-  assert 0.0 <= m["accuracy"] <= 1.0
+def test_tiny_run_is_evaluable(tiny_run):
+  tiny_run("coteaching")

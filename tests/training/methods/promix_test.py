@@ -1,17 +1,12 @@
 """ProMix: per-class selection counts, matched high confidence, subset
 mixup pairs, class priors and debiased pseudo-labels, a tiny run."""
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffinf_jax import configuration
-from diffinf_jax import data
-from diffinf_jax import evaluation
-from diffinf_jax.training import methods
 from diffinf_jax.training.methods import promix
 
 
@@ -89,13 +84,5 @@ def test_schedule_values():
                                                rel=1e-5)
 
 
-def test_tiny_run_is_evaluable(tmp_path, monkeypatch):
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-  w = str(tmp_path / "w")
-  # Epoch 0 pre-trains, epoch 1 selects.
-  c = configuration.get_config("configs/demo.py:tiny", ["train.num_epochs=2"])
-  ds = data.get_dataset(c, w)
-  methods.train_method("promix", c, w, ds, out_subdir="m/train")
-  assert os.listdir(os.path.join(w, "m", "train", "checkpoints"))
-  m = evaluation.evaluate(c, w, ds, train_subdir="m/train", out_subdir="m/eval")
-  assert 0.0 <= m["accuracy"] <= 1.0
+def test_tiny_run_is_evaluable(tiny_run):
+  tiny_run("promix", epochs=2)  # Epoch 0 pre-trains, epoch 1 selects.
