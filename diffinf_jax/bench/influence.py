@@ -107,7 +107,10 @@ def exact_flops_per_sample(plan: list[dict]) -> float:
   return 2.0 * macs
 
 
-_SPEED_KEY = {"train": "train_step_samples_per_s"}
+def _speed_key(method: str) -> str:
+  """The JSON key of a method's throughput (the issue's interface names)."""
+  return ("train_step_samples_per_s" if method == "train"
+          else f"{method}_samples_per_s")
 
 
 def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
@@ -174,7 +177,7 @@ def run_bench(model, variables, batch, *, repeats: int, vmap_chunk: int,
     out["exact_gflop_per_sample"] = flops / b / 1e9
     out["exact_gflops_per_s"] = flops / times["exact"] / 1e9
   for m, t in times.items():
-    out[_SPEED_KEY.get(m, f"{m}_samples_per_s")] = counts.get(m, b) / t
+    out[_speed_key(m)] = counts.get(m, b) / t
     if "train" in times and m != "train":
       out[f"{m}_vs_train_step"] = (times["train"] / b) / (t / counts.get(m, b))
   if "exact" in times and "vmap" in times:
@@ -239,7 +242,7 @@ def main(args) -> int:
   print(f"influence bench: batch {out['batch_size']}, "
         f"{out['image_size']}x{out['image_size']}, {out['device']}")
   for m in METHODS:
-    key = _SPEED_KEY.get(m, f"{m}_samples_per_s")
+    key = _speed_key(m)
     if key in out:
       mem = out["peak_memory_mb"].get(m)
       print(f"  {m:15s} {out[key]:8.1f} samples/s"

@@ -146,12 +146,9 @@ def captum_runner(variables, batch, samples: int = CAPTUM_SAMPLES
   return lambda: tracin.self_influence((x, y)).double().numpy()
 
 
-RUNNERS = {"torch_func": torch_func_runner, "opacus": opacus_runner,
-           "opacus_ghost": opacus_ghost_runner,
-           "captum_tracincp": captum_runner}
-
-
 def runner(peer: str, variables, batch, vmap_chunk: int) -> Callable:
+  """The no-argument callable of `peer` (one of PEERS)."""
   if peer == "torch_func":
     return torch_func_runner(variables, batch, vmap_chunk)
-  return RUNNERS[peer](variables, batch)
+  return {"opacus": opacus_runner, "opacus_ghost": opacus_ghost_runner,
+          "captum_tracincp": captum_runner}[peer](variables, batch)

@@ -41,9 +41,9 @@ def build_module(variables):
 
     def __init__(self, name):
       super().__init__()
-      self.weight = nn.Parameter(_tensor(params_at(name)["scale"]))
-      self.bias = nn.Parameter(_tensor(params_at(name)["bias"]))
-      s = stats_at(name)
+      self.weight = nn.Parameter(_tensor(at(params, name)["scale"]))
+      self.bias = nn.Parameter(_tensor(at(params, name)["bias"]))
+      s = at(stats, name)
       self.mean = _tensor(s["mean"])[:, None, None]
       self.inv_std = torch.rsqrt(_tensor(s["var"]) + BN_EPS)[:, None, None]
 
@@ -51,30 +51,23 @@ def build_module(variables):
       return ((x - self.mean) * self.inv_std * self.weight[:, None, None]
               + self.bias[:, None, None])
 
-  def params_at(name):
-    node = params
+  def at(tree, name):
     for part in name.split("/"):
-      node = node[part]
-    return node
-
-  def stats_at(name):
-    node = stats
-    for part in name.split("/"):
-      node = node[part]
-    return node
+      tree = tree[part]
+    return tree
 
   def conv(name, stride, padding):
-    k = params_at(name)["kernel"]
+    k = at(params, name)["kernel"]
     kh, _, cin, cout = k.shape
     m = nn.Conv2d(cin, cout, kh, stride=stride, padding=padding, bias=False)
     m.weight = nn.Parameter(_tensor(k, (3, 2, 0, 1)))
     return m
 
   def dense(name):
-    k = params_at(name)["kernel"]
+    k = at(params, name)["kernel"]
     m = nn.Linear(k.shape[0], k.shape[1])
     m.weight = nn.Parameter(_tensor(k, (1, 0)))
-    m.bias = nn.Parameter(_tensor(params_at(name)["bias"]))
+    m.bias = nn.Parameter(_tensor(at(params, name)["bias"]))
     return m
 
   class Block(nn.Module):
@@ -85,7 +78,7 @@ def build_module(variables):
       self.conv2 = conv(f"{name}/conv2", 1, 1)
       self.bn2 = FrozenBatchNorm(f"{name}/bn2")
       self.down = None
-      if "downsample_conv" in params_at(name):
+      if "downsample_conv" in at(params, name):
         self.down = nn.Sequential(conv(f"{name}/downsample_conv", stride, 0),
                                   FrozenBatchNorm(f"{name}/downsample_bn"))
 

@@ -88,14 +88,7 @@ def build_guidance(config, workdir: str, image_shape):
 
 
 def load_diffae(config):
-  import importlib
-  try:
-    diffae_api = importlib.import_module("diffinf_jax.diffae_api")
-  except ModuleNotFoundError as e:
-    if e.name == "diffinf_jax.diffae_api":
-      raise NotImplementedError("the DiffAE port (issue 5) is not built "
-                                "yet") from None
-    raise
+  from diffinf_jax import diffae_api
   return diffae_api.load_diffae(config.diffae.weights_dir)
 
 
