@@ -17,7 +17,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, tiny=False)
+  args = common.parse_arg(arg)
   c = base.get_base_config()
   c.data.name = "ffhq"
   c.data.task = "age"
@@ -26,13 +26,8 @@ def get_config(arg=None):
   c.noise.rate = 0.3
   c.diffae.preset = "ffhq128"
   c.guidance.arcface_preset = "iresnet50"
-  if args.tiny:
-    c.data.image_size = 16
-    c.data.max_images = 48
-    c.model.width_multiplier = 0.125
-    c.model.head_hidden = 16
-    c.train.num_epochs = 1
-    c.train.batch_size = 8
-    c.train.save_every_epochs = 1
-    c.diffae.preset = "tiny"
+  # 128 px pixels are too many features for the cross-fitted logistic model:
+  # ImageNet VGG16 relu3_3 at full size, 2 x 2 pooled.
+  c.detection.crossfit.features = ("vgg16_relu3_3",)
+  c.detection.crossfit.vgg_input_size = 128
   return c

@@ -74,6 +74,19 @@ def read_json(path: str) -> Any:
     raise ValueError(f"{path}: not valid JSON ({e}); delete or regenerate it")
 
 
+def csv_text(rows: list[dict], columns, digits: int = 6) -> str:
+  """CSV text of dict rows in `columns` order; floats with `digits` decimals
+  (missing values as empty cells)."""
+  import csv
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+  w.writeheader()
+  for r in rows:
+    w.writerow({k: (f"{r.get(k):.{digits}f}" if isinstance(r.get(k), float)
+                    else r.get(k, "")) for k in columns})
+  return buf.getvalue()
+
+
 def write_text(path: str, text: str) -> None:
   with atomic_path(path) as tmp:
     with open(tmp, "w") as f:

@@ -15,14 +15,44 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
+_DISTRIBUTED_UP = False
+
+
 def maybe_initialize_distributed() -> None:
   """Initialises multi-host JAX when launched by a cluster scheduler.
 
   Set DIFFINF_DISTRIBUTED=1 (with the usual JAX coordinator environment or a
-  SLURM/TPU environment that jax.distributed auto-detects).
+  SLURM/TPU environment that jax.distributed auto-detects). Idempotent: a
+  second call (a stage run from `diffinf run`) does nothing.
   """
-  if os.environ.get("DIFFINF_DISTRIBUTED") == "1":
+  global _DISTRIBUTED_UP
+  if os.environ.get("DIFFINF_DISTRIBUTED") == "1" and not _DISTRIBUTED_UP:
     jax.distributed.initialize()
+    _DISTRIBUTED_UP = True
+
+
+def default_compilation_cache_dir() -> str:
+  """`$DIFFINF_JAX_CACHE`, else ~/.cache/diffinf_jax/xla (XDG)."""
+  if "DIFFINF_JAX_CACHE" in os.environ:
+    return os.environ["DIFFINF_JAX_CACHE"]
+  base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+  return os.path.join(base, "diffinf_jax", "xla")
+
+
+def enable_compilation_cache(path: str | None = None) -> None:
+  """XLA's persistent compilation cache in `path` ('' disables it).
+
+  Stages compile the same programs again and again (every baseline trains
+  the same network, cross-fitting trains K copies); with the cache each
+  program is compiled once per machine. Only compiled code is stored, never
+  results.
+  """
+  path = default_compilation_cache_dir() if path is None else path
+  if not path:
+    return
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -30,8 +60,16 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), ("data",))
 
 
+def global_batch_size(batch_size: int, mesh: Mesh) -> int:
+  """`batch_size` rounded up to a multiple of the mesh's device count, so
+  that every device gets an equal share of each batch."""
+  n = mesh.devices.size
+  return -(-int(batch_size) // n) * n
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P("data"))
+  """Leading axis split over the mesh's (first) axis."""
+  return NamedSharding(mesh, P(mesh.axis_names[0]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

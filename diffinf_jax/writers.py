@@ -16,12 +16,20 @@ import jax
 class MetricWriter:
   """TensorBoard + logging (clu) + a JSONL file in `logdir`."""
 
-  def __init__(self, logdir: str):
+  def __init__(self, logdir: str, resume_step: int = 0):
+    """`resume_step`: a resumed run drops the JSONL lines written after its
+    checkpoint, so the file matches an uninterrupted run."""
     from clu import metric_writers
     os.makedirs(logdir, exist_ok=True)
     self._clu = metric_writers.create_default_writer(
         logdir, just_logging=jax.process_index() != 0)
     self._jsonl = os.path.join(logdir, "metrics.jsonl")
+    if os.path.isfile(self._jsonl) and jax.process_index() == 0:
+      with open(self._jsonl) as f:
+        keep = [ln for ln in f if ln.strip() and
+                json.loads(ln)["step"] <= resume_step]
+      from diffinf_jax import fileio
+      fileio.write_text(self._jsonl, "".join(keep))
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     scalars = {k: float(v) for k, v in scalars.items()}
@@ -36,26 +44,3 @@ class MetricWriter:
   def close(self) -> None:
     self._clu.flush()
     self._clu.close()
-
-
-def plot_curves(history: list[dict], path: str) -> None:
-  """Learning curves (loss and accuracy per epoch, train and val) as PNG."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from diffinf_jax import fileio
-  epochs = [h["epoch"] for h in history]
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-  for ax, key in zip(axes, ("loss", "accuracy")):
-    for split in ("train", "val"):
-      vals = [h.get(f"{split}_{key}") for h in history]
-      if any(v is not None for v in vals):
-        ax.plot(epochs, vals, marker="o", label=split)
-    ax.set_xlabel("epoch")
-    ax.set_title(key)
-    ax.legend()
-  axes[0].set_ylabel("cross-entropy (assigned labels on train)")
-  fig.tight_layout()
-  with fileio.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=90)
-  plt.close(fig)

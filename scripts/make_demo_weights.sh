@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/demo_weights}
 OUT=diffinf_jax/assets/weights/demo32
-python scripts/train_demo_identity.py --config configs/demo.py --workdir "$W" --out "$OUT/arcface"
-python scripts/train_demo_parsing.py --config configs/demo.py --workdir "$W" --out "$OUT/parsing"
+python scripts/train_demo_nets.py identity --config configs/demo.py --workdir "$W" --out "$OUT/arcface"
+python scripts/train_demo_nets.py parsing --config configs/demo.py --workdir "$W" --out "$OUT/parsing"
 if [ -f scripts/train_demo_diffae.py ]; then
   python scripts/train_demo_diffae.py --config configs/demo.py --workdir "$W" --out "$OUT/diffae"
 fi

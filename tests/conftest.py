@@ -17,11 +17,26 @@ if _ROOT not in sys.path:
 
 import pytest  # noqa: E402
 
+# Many tests compile the same tiny networks; XLA's persistent cache makes the
+# repeats cheap (a fresh CI machine starts empty, so it only speeds tests up).
+from diffinf_jax import sharding  # noqa: E402
+
+os.environ.setdefault("DIFFINF_JAX_CACHE", os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), "diffinf_jax_test_cache"))
+sharding.enable_compilation_cache()
+
 
 @pytest.fixture
 def rng():
   import jax
   return jax.random.key(0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+  """Every test renders into its own cache: nothing leaks between tests or
+  from a user's ~/.cache (compiled programs are shared, see above)."""
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def convert(src: str, dst: str, arch: str = "auto", input_size=None,
             source_dtype: str = "auto") -> dict:
   """Converts SRC into the DST layout; returns the manifest dict."""
   from diffinf_jax.convert import arcface as mapping
-  from diffinf_jax.convert import common
+  from diffinf_jax.convert import kit
+  from diffinf_jax import weights
   from diffinf_jax.models.guidance import arcface
 
   sd = read_state_dict(src)
@@ -83,13 +84,13 @@ def convert(src: str, dst: str, arch: str = "auto", input_size=None,
   manifest = {
       "kind": "arcface",
       "source_file": os.path.basename(src),
-      "source_sha256": common.sha256_file(src),
+      "source_sha256": kit.sha256_file(src),
       "source_prefix": prefix,
       "num_source_keys": len(sd),
       "num_params": mapping.num_params(variables),
       "dtype": src_dtype,
   }
-  common.write_converted(dst, variables, cfg.to_dict(), manifest)
+  weights.write_converted(dst, variables, cfg.to_dict(), manifest)
   return manifest
 
 

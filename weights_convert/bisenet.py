@@ -27,7 +27,8 @@ def convert(src: str, dst: str, input_size=(512, 512), num_classes=None,
             source_dtype: str = "auto") -> dict:
   """Converts SRC into the DST layout; returns the manifest dict."""
   from diffinf_jax.convert import bisenet as mapping
-  from diffinf_jax.convert import common
+  from diffinf_jax.convert import kit
+  from diffinf_jax import weights
 
   sd = read_state_dict(src)
   variables, cfg, src_dtype, prefix = mapping.convert_state_dict(
@@ -38,13 +39,13 @@ def convert(src: str, dst: str, input_size=(512, 512), num_classes=None,
   manifest = {
       "kind": "bisenet",
       "source_file": os.path.basename(src),
-      "source_sha256": common.sha256_file(src),
+      "source_sha256": kit.sha256_file(src),
       "source_prefix": prefix,
       "num_source_keys": len(sd),
       "num_params": mapping.num_params(variables),
       "dtype": src_dtype,
   }
-  common.write_converted(dst, variables, cfg.to_dict(), manifest)
+  weights.write_converted(dst, variables, cfg.to_dict(), manifest)
   return manifest
 
 

@@ -162,7 +162,8 @@ def convert(src: str, dst: str, prefix: str | None = None,
             preset: str | None = None, dtype: str = "float32") -> dict:
   import jax
   import numpy as np
-  from diffinf_jax.convert import common
+  from diffinf_jax.convert import kit
+  from diffinf_jax import weights
   from diffinf_jax.convert import diffae as mapping
   from diffinf_jax.models import diffae
   ckpt = _load_checkpoint(src)
@@ -182,10 +183,10 @@ def convert(src: str, dst: str, prefix: str | None = None,
       diffae.create_model(cfg), jax.random.key(0)))
   variables = mapping.convert_state_dict(model_sd, target, src)
   manifest = {"source_file": os.path.basename(src),
-              "source_sha256": common.sha256_file(src),
+              "source_sha256": kit.sha256_file(src),
               "source_prefix": used_prefix,
               "num_source_keys": len(model_sd), "dtype": dtype}
-  common.write_converted(dst, variables, cfg.to_dict(), manifest,
+  weights.write_converted(dst, variables, cfg.to_dict(), manifest,
                          dtype=None if dtype == "float32" else dtype)
   return manifest
 

@@ -77,9 +77,7 @@ def run_bench(config) -> dict:
   return out
 
 
-def main(args):
-  from diffinf_jax.stages import common
-  config = common.load_config(args)
+def main(config, args):
   out = run_bench(config)
   if args.json:
     print(json.dumps(out))

@@ -1,8 +1,10 @@
 """Optional PyTorch peers of `diffinf bench influence` on the same weights.
 
 Each runner computes per-sample squared gradient norms over all parameters of
-the ResNet-18 + head (`torch_resnet.build_module`, BatchNorm on running
-statistics) for the bench's batch, summed cross-entropy, and returns a
+a PyTorch mirror of the bench's Flax model (the ResNet-18 + head of
+`torch_resnet`, BatchNorm on running statistics; the ViT and the language
+model of `models/torch_mirrors`) for the bench's batch and summed loss
+(cross-entropy; summed over positions for the language model), and returns a
 no-argument callable giving [n] norms (float64) for its first n samples:
 
   torch_func       torch.func.vmap(grad) in chunks (materialised gradients)
@@ -10,18 +12,20 @@ no-argument callable giving [n] norms (float64) for its first n samples:
                    per-sample gradient (`grad_sample`)
   opacus_ghost     Opacus GradSampleModuleFastGradientClipping with ghost
                    clipping: per-sample norms without per-sample gradients
-                   where Opacus has a norm sampler (Linear), materialised
-                   elsewhere
+                   where Opacus has a norm sampler (Linear, Embedding),
+                   materialised elsewhere
   captum_tracincp  Captum TracInCP(...).self_influence with its default
                    settings (one backward per example), one checkpoint of
                    learning rate 1, on `CAPTUM_SAMPLES` samples (it is slow)
 
-A peer runs only when its package imports; none is ever required. torch is
-imported inside the functions: the bench must run without it.
+A peer runs only when its package imports and the model has a mirror; none is
+ever required. torch is imported inside the functions: the bench must run
+without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import tempfile
@@ -44,32 +48,85 @@ def available(peer: str = "torch_func") -> bool:
              for p in {"torch", _PACKAGE[peer]})
 
 
-def supports(model) -> bool:
-  """Whether the torch mirror implements this Flax model."""
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """How to run one Flax model family in PyTorch.
+
+  Attributes:
+    build: (model, variables) -> torch.nn.Module with the same weights.
+    input_key: the bench batch's model input.
+    sequence: the loss is summed over positions (logits [B, T, V]).
+  """
+  build: Callable
+  input_key: str = "image"
+  sequence: bool = False
+
+
+def family(model) -> Family | None:
+  """The mirror of this Flax model, or None (no PyTorch peer)."""
+  from diffinf_jax.bench.models import torch_mirrors
+  from diffinf_jax.bench.models import transformer_lm
+  from diffinf_jax.bench.models import vit
   from diffinf_jax.models import resnet
-  return type(model) is resnet.ResNet18
+  if type(model) is resnet.ResNet18:
+    return Family(lambda m, v: torch_resnet.build_module(v))
+  if type(model) is vit.ViT:
+    return Family(torch_mirrors.build_vit)
+  if type(model) is transformer_lm.TransformerLM:
+    return Family(torch_mirrors.build_lm, input_key="tokens", sequence=True)
+  return None
 
 
-def _inputs(batch, n=None):
+def supports(model) -> bool:
+  """Whether a torch mirror implements this Flax model."""
+  return family(model) is not None
+
+
+def _inputs(fam: Family, batch, n=None):
   import torch
-  images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+  x, labels = np.asarray(batch[fam.input_key]), np.asarray(batch["label"])
   n = len(labels) if n is None else min(n, len(labels))
-  return (torch_resnet.nchw(images[:n]),
-          torch.from_numpy(np.asarray(labels[:n], np.int64)))
+  if fam.sequence:
+    x = torch.from_numpy(np.asarray(x[:n], np.int64))
+  else:
+    x = torch_resnet.nchw(x[:n])
+  return x, torch.from_numpy(np.asarray(labels[:n], np.int64))
 
 
-def torch_func_runner(variables, batch, chunk: int = 16) -> Callable:
+def _loss(fam: Family, outputs, labels, reduction: str):
+  """Cross-entropy per example ("none": [n]) or summed over the batch."""
+  import torch.nn.functional as F
+  if not fam.sequence:
+    return F.cross_entropy(outputs, labels, reduction=reduction)
+  per_token = F.cross_entropy(outputs.transpose(1, 2), labels,
+                              reduction="none")
+  per_example = per_token.sum(1)
+  return per_example if reduction == "none" else per_example.sum()
+
+
+class _PerExampleLoss:
+  """Captum's loss_fn: one loss per example, and says so (`reduction`)."""
+  reduction = "none"
+
+  def __init__(self, fam: Family):
+    self.fam = fam
+
+  def __call__(self, outputs, labels):
+    return _loss(self.fam, outputs, labels, "none")
+
+
+def torch_func_runner(model, variables, batch, chunk: int = 16) -> Callable:
   """torch.func.vmap(grad) norms, `chunk` samples materialised at once."""
   import torch
-  import torch.nn.functional as F
   from torch.func import functional_call, grad, vmap
-  module = torch_resnet.build_module(variables)
+  fam = family(model)
+  module = fam.build(model, variables)
   params = {k: v.detach() for k, v in module.named_parameters()}
-  x, y = _inputs(batch)
+  x, y = _inputs(fam, batch)
 
   def loss_one(p, xi, yi):
-    logits = functional_call(module, p, (xi[None],))
-    return F.cross_entropy(logits, yi[None], reduction="sum")
+    return _loss(fam, functional_call(module, p, (xi[None],)), yi[None],
+                 "sum")
 
   per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
 
@@ -86,53 +143,53 @@ def torch_func_runner(variables, batch, chunk: int = 16) -> Callable:
 
 def _backward(loss) -> None:
   with warnings.catch_warnings():
-    # The stem's input needs no gradient, which Opacus's full backward hooks
-    # report on every call; the norms are unaffected.
+    # The first layer's input needs no gradient, which Opacus's full backward
+    # hooks report on every call; the norms are unaffected.
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     loss.backward()
 
 
-def opacus_runner(variables, batch) -> Callable:
+def opacus_runner(model, variables, batch) -> Callable:
   """Opacus per-sample gradients (grad_sample), then their squared norms."""
-  import torch.nn.functional as F
   from opacus.grad_sample import GradSampleModule
-  gsm = GradSampleModule(torch_resnet.build_module(variables),
-                         batch_first=True, loss_reduction="sum", strict=False)
-  x, y = _inputs(batch)
+  fam = family(model)
+  gsm = GradSampleModule(fam.build(model, variables), batch_first=True,
+                         loss_reduction="sum", strict=False)
+  x, y = _inputs(fam, batch)
 
   def run():
     gsm.zero_grad(set_to_none=True)
-    _backward(F.cross_entropy(gsm(x), y, reduction="sum"))
+    _backward(_loss(fam, gsm(x), y, "sum"))
     sq = sum(p.grad_sample.reshape(len(y), -1).double().pow(2).sum(1)
              for p in gsm.parameters())
     return sq.detach().numpy()
   return run
 
 
-def opacus_ghost_runner(variables, batch) -> Callable:
+def opacus_ghost_runner(model, variables, batch) -> Callable:
   """Opacus ghost clipping's per-sample norms (first backward only)."""
-  import torch.nn.functional as F
   from opacus.grad_sample import GradSampleModuleFastGradientClipping
+  fam = family(model)
   gsm = GradSampleModuleFastGradientClipping(
-      torch_resnet.build_module(variables), batch_first=True,
-      loss_reduction="sum", strict=False, use_ghost_clipping=True)
-  x, y = _inputs(batch)
+      fam.build(model, variables), batch_first=True, loss_reduction="sum",
+      strict=False, use_ghost_clipping=True)
+  x, y = _inputs(fam, batch)
 
   def run():
     gsm.zero_grad(set_to_none=True)
-    _backward(F.cross_entropy(gsm(x), y, reduction="sum"))
+    _backward(_loss(fam, gsm(x), y, "sum"))
     return gsm.get_norm_sample().detach().double().pow(2).numpy()
   return run
 
 
-def captum_runner(variables, batch, samples: int = CAPTUM_SAMPLES
+def captum_runner(model, variables, batch, samples: int = CAPTUM_SAMPLES
                   ) -> Callable:
   """Captum TracInCP self-influence (lr 1, one checkpoint) = squared norms."""
   import torch
   from captum.influence import TracInCP
-  from torch import nn
-  module = torch_resnet.build_module(variables)
-  x, y = _inputs(batch, samples)
+  fam = family(model)
+  module = fam.build(model, variables)
+  x, y = _inputs(fam, batch, samples)
   path = os.path.join(tempfile.mkdtemp(prefix="diffinf_captum_"), "ckpt.pt")
   torch.save(module.state_dict(), path)
 
@@ -141,14 +198,14 @@ def captum_runner(variables, batch, samples: int = CAPTUM_SAMPLES
     return 1.0  # the checkpoint's learning rate
   tracin = TracInCP(module, torch.utils.data.TensorDataset(x, y), [path],
                     checkpoints_load_func=load,
-                    loss_fn=nn.CrossEntropyLoss(reduction="none"),
+                    loss_fn=_PerExampleLoss(fam),
                     batch_size=len(y))
   return lambda: tracin.self_influence((x, y)).double().numpy()
 
 
-def runner(peer: str, variables, batch, vmap_chunk: int) -> Callable:
+def runner(peer: str, model, variables, batch, vmap_chunk: int) -> Callable:
   """The no-argument callable of `peer` (one of PEERS)."""
   if peer == "torch_func":
-    return torch_func_runner(variables, batch, vmap_chunk)
+    return torch_func_runner(model, variables, batch, vmap_chunk)
   return {"opacus": opacus_runner, "opacus_ghost": opacus_ghost_runner,
-          "captum_tracincp": captum_runner}[peer](variables, batch)
+          "captum_tracincp": captum_runner}[peer](model, variables, batch)

@@ -29,7 +29,7 @@ def configure(parser):
 def run_bench(config, steps_per_repeat: int = 3) -> dict:
   b = config.bench
   mesh = sharding.data_mesh()
-  batch_size = -(-int(b.batch_size) // mesh.devices.size) * mesh.devices.size
+  batch_size = sharding.global_batch_size(b.batch_size, mesh)
   size = int(b.image_size)
   model = models.get_model(config.model)
   tx = state_lib.make_optimizer(config.train, float(config.train.lr))
@@ -63,9 +63,7 @@ def run_bench(config, steps_per_repeat: int = 3) -> dict:
           "compile_s": compile_s, "model": config.model.to_dict()}
 
 
-def main(args):
-  from diffinf_jax.stages import common
-  config = common.load_config(args)
+def main(config, args):
   out = run_bench(config, args.steps_per_repeat)
   if args.json:
     print(json.dumps({k: out[k] for k in ("samples_per_s", "image_size",

@@ -14,7 +14,7 @@ import re
 import jax
 import numpy as np
 
-from diffinf_jax.convert import common
+from diffinf_jax.convert import kit
 from diffinf_jax.models.guidance import arcface
 
 _REQUIRED = ("conv1.weight", "prelu.weight", "bn2.weight", "fc.weight",
@@ -128,8 +128,8 @@ def convert_state_dict(state_dict: dict, cfg: arcface.ArcFaceConfig | None = Non
   Returns:
     (variables, cfg, source_dtype, source_prefix).
   """
-  state_dict, prefix = common.strip_prefix(state_dict)
-  src_dtype = common.check_float_state_dict(state_dict, what, expect_dtype)
+  state_dict, prefix = kit.strip_prefix(state_dict)
+  src_dtype = kit.check_float_state_dict(state_dict, what, expect_dtype)
   if cfg is None:
     cfg = infer_config(state_dict, input_size, what)
   else:
@@ -143,7 +143,7 @@ def convert_state_dict(state_dict: dict, cfg: arcface.ArcFaceConfig | None = Non
           f"layers={list(cfg.layers)}, widths={list(cfg.widths)}, "
           f"num_features={cfg.num_features} (wrong --arch for this file?)")
     infer_config(state_dict, input_size or cfg.input_size, what)
-  variables = common.map_torch_modules(
+  variables = kit.map_torch_modules(
       state_dict, target_shapes(cfg), torch_prefix, what,
       hooks={("fc", "kernel"): _fc_hook(cfg)})
   return variables, cfg, src_dtype, prefix

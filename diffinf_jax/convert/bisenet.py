@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from diffinf_jax.convert import arcface as arcface_convert
-from diffinf_jax.convert import common
+from diffinf_jax.convert import kit
 from diffinf_jax.models.guidance import face_parsing
 
 _REQUIRED = ("cp.resnet.conv1.weight", "cp.arm16.conv.conv.weight",
@@ -64,8 +64,8 @@ def convert_state_dict(state_dict: dict, cfg=None, *, what="checkpoint",
   Returns:
     (variables, cfg, source_dtype, source_prefix); see arcface's counterpart.
   """
-  state_dict, prefix = common.strip_prefix(state_dict)
-  src_dtype = common.check_float_state_dict(state_dict, what, expect_dtype)
+  state_dict, prefix = kit.strip_prefix(state_dict)
+  src_dtype = kit.check_float_state_dict(state_dict, what, expect_dtype)
   inferred = infer_config(state_dict, input_size or (cfg.input_size if cfg
                                                      else None), what)
   if cfg is None:
@@ -73,7 +73,7 @@ def convert_state_dict(state_dict: dict, cfg=None, *, what="checkpoint",
   elif inferred != cfg:
     raise ValueError(f"{what}: checkpoint architecture {inferred.to_dict()} "
                      f"differs from the requested {cfg.to_dict()}")
-  variables = common.map_torch_modules(state_dict, target_shapes(cfg),
+  variables = kit.map_torch_modules(state_dict, target_shapes(cfg),
                                        torch_prefix, what)
   return variables, cfg, src_dtype, prefix
 

@@ -76,7 +76,7 @@ def structural_loss(logits_fn: Callable[[Array], Array], x: Array,
     diff = jax.nn.softmax(logits, -1) - jax.nn.softmax(ref_logits, -1)
     per_pixel = jnp.sum(diff * diff, axis=-1)
   else:
-    raise ValueError(f"structural_loss kind must be ce | l2, got {kind!r}")
+    raise ValueError(f"losses.structural_kind must be ce | l2, got {kind!r}")
   if region_weights is None:
     return _per_example_mean(per_pixel)
   w = jnp.asarray(region_weights, per_pixel.dtype)[target]
@@ -85,7 +85,7 @@ def structural_loss(logits_fn: Callable[[Array], Array], x: Array,
   return num / jnp.maximum(w_sum, 1e-8)
 
 
-def reconstruction_loss(x: Array, x_ref: Array, kind: str = "l1") -> Array:
+def pixel_loss(x: Array, x_ref: Array, kind: str = "l1") -> Array:
   """Mean |x - x_ref| ('l1') or (x - x_ref)^2 ('l2') per example, [B]."""
   d = x - jax.lax.stop_gradient(x_ref)
   if kind == "l1":
@@ -93,27 +93,27 @@ def reconstruction_loss(x: Array, x_ref: Array, kind: str = "l1") -> Array:
     return _per_example_mean(jnp.abs(d))
   if kind == "l2":
     return _per_example_mean(d * d)
-  raise ValueError(f"rec_kind must be l1 | l2, got {kind!r}")
+  raise ValueError(f"losses.pixel_kind must be l1 | l2, got {kind!r}")
 
 
 def perceptual_loss(lpips_fn: Callable[[Array, Array], Array], x: Array,
-                    x_ref: Array, *, lambda_rec: float = 1.0,
-                    rec_kind: str = "l1") -> Array:
-  """L_perc = LPIPS(x, x_ref) + lambda_rec * L1/L2(x, x_ref), [B].
+                    x_ref: Array, *, pixel_weight: float = 1.0,
+                    pixel_kind: str = "l1") -> Array:
+  """L_perc = LPIPS(x, x_ref) + pixel_weight * L1/L2(x, x_ref), [B].
 
   Args:
     lpips_fn: (x0, x1) [B, H, W, 3] in [-1, 1] -> [B] (e.g.
-      `models.guidance.lpips.distance_fn()`).
+      `lpips.distance_fn(pretrained.load_lpips())`).
   """
   lp = lpips_fn(x, jax.lax.stop_gradient(x_ref)).reshape(x.shape[0])
-  return lp + lambda_rec * reconstruction_loss(x, x_ref, rec_kind)
+  return lp + pixel_weight * pixel_loss(x, x_ref, pixel_kind)
 
 
 def influence_loss(x: Array, y: Array, *,
                    p_high_fn: Callable[[Array, Array], Array] | None = None,
                    logits_fn: Callable[[Array, Array], Array] | None = None,
                    log: bool = False) -> Array:
-  """L_reg = h_omega(g(x), y): predicted probability of high influence, [B].
+  """L_si = h_omega(g(x), y): predicted probability of high influence, [B].
 
   Exactly one of `p_high_fn` (returns probabilities [B]) or `logits_fn`
   (returns a logit [B] of the high-influence class, or two-class logits

@@ -4,6 +4,10 @@
        + w_reg * (lambda_struct * L_struct(x, x_i) + lambda_perc * L_perc(x, x_i))
        + w_si * L_si(x, y_i)
 
+with the config's `losses` weights named after the terms: identity = w_id,
+structural = w_reg * lambda_struct, perceptual = w_reg * lambda_perc,
+influence = w_si (the paper's L_si, the influence predictor's p_high).
+
 Each term is a callable `term(x, batch) -> [B]` (per-sample, so every sample's
 latents get their own gradient); a term whose weight is zero is not evaluated.
 """
@@ -20,13 +24,7 @@ TERM_NAMES = ("identity", "structural", "perceptual", "influence")
 
 def term_weights(losses_config) -> dict[str, float]:
   """Effective weight of each term from the `losses` config section."""
-  c = losses_config
-  return {
-      "identity": float(c.w_id),
-      "structural": float(c.w_reg * c.lambda_struct),
-      "perceptual": float(c.w_reg * c.lambda_perc),
-      "influence": float(c.w_si),
-  }
+  return {name: float(losses_config[name]) for name in TERM_NAMES}
 
 
 def make_objective(terms: Mapping[str, Term], weights: Mapping[str, float]

@@ -73,14 +73,15 @@ def init_state(latents: Latents, optimizer, optimize_x_T: bool
       alive=jnp.ones((batch,), bool))
 
 
-def make_run_fn(decode: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
+def make_run_fn(decode: Callable[..., jnp.ndarray],
                 objective: Callable, optimizer: optax.GradientTransformation,
                 num_steps: int, optimize_x_T: bool):
   """Builds `run(state, batch) -> (state, trace)`, jit-compiled once.
 
   Args:
-    decode: (z_sem [B, D], x_T [B, H, W, C]) -> image [B, H, W, C] in
-      [-1, 1]; differentiable (e.g. a rematerialised DDIM decode).
+    decode: (z_sem [B, D], x_T [B, H, W, C], label [B]) -> image
+      [B, H, W, C] in [-1, 1]; differentiable (e.g. a rematerialised DDIM
+      decode; `label` is batch["label"], the assigned classes).
     objective: (x, batch) -> (total [B], {term: [B]}).
     num_steps: optimiser steps N; N + 1 iterates are evaluated.
     optimize_x_T: also optimise x_T (else only z_sem).
@@ -92,7 +93,8 @@ def make_run_fn(decode: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
 
   def loss_fn(trainable, frozen, batch):
     lat = {**frozen, **trainable}
-    total, parts = objective(decode(lat["z_sem"], lat["x_T"]), batch)
+    total, parts = objective(decode(lat["z_sem"], lat["x_T"],
+                                    batch.get("label")), batch)
     return jnp.sum(jnp.where(jnp.isfinite(total), total, 0.0)), (total, parts)
 
   grad_fn = jax.grad(loss_fn, has_aux=True)

@@ -3,22 +3,18 @@
 Every dataset has stable integer indices (influence scores are keyed by them),
 images (stored as uint8, served as float32 NHWC in [-1, 1]), the assigned
 (possibly noisy) label, the clean label where known, and for the demo identity
-ids and parsing masks. Labels, splits and noise live in `W/data/labels.npz`,
-written once by the data stage; every later stage rebuilds the same dataset
-from the config plus that file.
+ids and parsing masks. `load_source` reads the images and clean labels of a
+config, `make_labels` draws the split and the training-split noise (the
+content of labels.npz, which the data stage writes once) and `assemble`
+joins the two into a `Dataset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
 
-import ml_collections
 import numpy as np
 
-from diffinf_jax import configuration
-from diffinf_jax import fileio
 from diffinf_jax.data import demo_faces
 from diffinf_jax.data import ffhq
 from diffinf_jax.data import folder
@@ -27,7 +23,16 @@ from diffinf_jax.data import pipeline
 from diffinf_jax.data import splits
 
 LABEL_KEYS = ("index", "noisy_label", "clean_label", "flipped", "split")
-_DATA_SECTIONS = ("data", "noise", "model")
+TASK_CLASS_NAMES = {"age": ("young", "middle", "old"),
+                    "expression": ("happy", "neutral", "surprised", "sad")}
+
+
+def task_class_names(config) -> tuple[str, ...]:
+  """Names of classes 0..K-1 of the demo/FFHQ task (data.class_names when
+  given)."""
+  if config.data.class_names:
+    return tuple(config.data.class_names)
+  return TASK_CLASS_NAMES[config.data.task]
 
 
 @dataclasses.dataclass
@@ -38,6 +43,7 @@ class Source:
   clean_label: np.ndarray      # [N] int64
   extras: dict                 # identity [N], parsing [N, H, W], ...
   summary: dict                # counts for the record (skipped, excluded, ...)
+  class_names: tuple = ()      # name of each class 0..K-1
 
 
 @dataclasses.dataclass
@@ -52,6 +58,7 @@ class Dataset:
   noisy_label: np.ndarray      # == clean_label outside the train split
   split: np.ndarray            # [N] 'train' | 'val' | 'test'
   extras: dict
+  class_names: tuple = ()      # name of each class 0..K-1
 
   @property
   def flipped(self) -> np.ndarray:
@@ -98,10 +105,6 @@ class Dataset:
                      f"({len(self.index)} images)") from None
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-  return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def _balance(labels: np.ndarray, num_classes: int, cap: int, seed: int
              ) -> np.ndarray:
   """Positions kept when subsampling every class to the rarest class count."""
@@ -126,7 +129,8 @@ def _demo_source(config) -> Source:
             "age": raw["age"].astype(np.float32)}
   keep = label >= 0
   return Source(raw["index"][keep].astype(np.int64),
-                _to_uint8(raw["image"][keep]), label[keep].astype(np.int64),
+                pipeline.to_uint8(raw["image"][keep]),
+                label[keep].astype(np.int64),
                 {k: v[keep] for k, v in extras.items()},
                 {"rendered": int(len(label)), "excluded": int((~keep).sum())})
 
@@ -166,7 +170,8 @@ def _ffhq_source(config) -> Source:
 
 def _folder_source(config) -> Source:
   d = config.data
-  rec = folder.read_folder_csv(d.labels_file, config.model.num_classes)
+  rec = folder.read_folder_csv(d.labels_file, config.model.num_classes,
+                               tuple(d.class_names))
   idx = np.arange(len(rec["index"]))
   if d.balance:
     idx = _balance(rec["label"], config.model.num_classes,
@@ -177,7 +182,7 @@ def _folder_source(config) -> Source:
   extras = {"identity": rec["identity"][idx].astype(np.int32)} if (
       "identity" in rec) else {}
   return Source(rec["index"][idx], image, rec["label"][idx], extras,
-                {"num_used": int(len(idx))})
+                {"num_used": int(len(idx))}, rec["class_names"])
 
 
 SOURCES = {"demo": _demo_source, "ffhq": _ffhq_source, "folder": _folder_source}
@@ -188,6 +193,8 @@ def load_source(config) -> Source:
     raise ValueError(f"config data.name={config.data.name!r}: use one of "
                      f"{sorted(SOURCES)}")
   src = SOURCES[config.data.name](config)
+  if not src.class_names:
+    src = dataclasses.replace(src, class_names=task_class_names(config))
   bad = (src.clean_label < 0) | (src.clean_label >= config.model.num_classes)
   if bad.any():
     raise ValueError(f"label {src.clean_label[bad][0]} out of range for "
@@ -221,38 +228,18 @@ def make_labels(config, src: Source) -> dict[str, np.ndarray]:
           "flipped": noisy != src.clean_label, "split": split}
 
 
-def data_hash(config) -> str:
-  return configuration.config_hash(config, _DATA_SECTIONS)
-
-
-def labels_path(workdir: str) -> str:
-  return os.path.join(workdir, "data", "labels.npz")
-
-
-def prepare(config, workdir: str, force: bool = False) -> Dataset:
-  """The data stage: writes labels.npz, noise.json and summary.json.
-
-  Skips the work when the outputs exist for the same data/noise config.
-  """
-  data_dir = os.path.join(workdir, "data")
-  meta_path = os.path.join(data_dir, "meta.json")
-  src = load_source(config)
-  h = data_hash(config)
-  if not force and os.path.isfile(meta_path) and os.path.isfile(
-      labels_path(workdir)):
-    if fileio.read_json(meta_path).get("data_hash") == h:
-      return _assemble(config, src, _read_labels(workdir))
-  labels = make_labels(config, src)
+def noise_record(config, labels: dict) -> dict:
+  """noise.json: requested/realised rate, counts, per-class rates, matrix."""
   train = labels["split"] == "train"
   stats = noise.noise_statistics(labels["clean_label"][train],
                                  labels["noisy_label"][train],
                                  config.model.num_classes, config.noise.rate)
   stats["kind"] = config.noise.kind
-  logging.info("label noise: %d of %d training labels flipped (%.4f; "
-               "requested %.4f), per class %s", stats["num_flipped"],
-               stats["num_train"], stats["rate_realised"],
-               stats["rate_requested"],
-               [round(r, 4) for r in stats["per_class_rate"]])
+  return stats
+
+
+def summary_record(config, src: Source, labels: dict) -> dict:
+  """summary.json: source counts, split sizes, class counts, image size."""
   summary = dict(src.summary)
   summary.update({
       "num_images": int(len(src.index)),
@@ -263,18 +250,15 @@ def prepare(config, workdir: str, force: bool = False) -> Dataset:
                        for s in splits.SPLITS},
       "image_size": int(src.image.shape[1]),
   })
-  fileio.save_npz(labels_path(workdir), **labels)
-  fileio.write_json(os.path.join(data_dir, "noise.json"), stats)
-  fileio.write_json(os.path.join(data_dir, "summary.json"), summary)
-  fileio.write_json(meta_path, {"data_hash": h})
-  return _assemble(config, src, labels)
+  return summary
 
 
-def _read_labels(workdir: str) -> dict[str, np.ndarray]:
-  return fileio.load_npz(labels_path(workdir), required=LABEL_KEYS)
+def assemble(config, src: Source, labels: dict) -> Dataset:
+  """The Dataset of `src` with the split and noise of `labels` (labels.npz).
 
-
-def _assemble(config, src: Source, labels: dict) -> Dataset:
+  Raises:
+    ValueError: the labels belong to other indices (another dataset).
+  """
   if not np.array_equal(np.asarray(labels["index"]), src.index):
     raise ValueError(
         "W/data/labels.npz does not match the dataset of this config (other "
@@ -282,9 +266,5 @@ def _assemble(config, src: Source, labels: dict) -> Dataset:
   return Dataset(config.data.name, config.data.task, config.model.num_classes,
                  src.index, src.image, labels["clean_label"].astype(np.int64),
                  labels["noisy_label"].astype(np.int64),
-                 np.asarray(labels["split"]).astype(str), src.extras)
-
-
-def get_dataset(config: ml_collections.ConfigDict, workdir: str) -> Dataset:
-  """The dataset of a run: prepares W/data on first use, then reuses it."""
-  return prepare(config, workdir)
+                 np.asarray(labels["split"]).astype(str), src.extras,
+                 src.class_names)

@@ -26,6 +26,8 @@ from importlib import resources
 
 import numpy as np
 
+from diffinf_jax.data import images
+
 EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "neutral",
             "sadness", "surprise")
 NUM_FFHQ = 70000
@@ -148,33 +150,15 @@ def label_counts(labels: np.ndarray, num_classes: int) -> list[int]:
   return [int((labels == k).sum()) for k in range(num_classes)]
 
 
-def load_png(path: str, size: int) -> np.ndarray:
-  """Loads an RGB PNG as uint8 [size, size, 3] (resized if needed)."""
-  from PIL import Image
-  try:
-    with Image.open(path) as im:
-      im = im.convert("RGB")
-      if im.size != (size, size):
-        im = im.resize((size, size), Image.BICUBIC)
-      return np.asarray(im, np.uint8)
-  except FileNotFoundError:
-    raise FileNotFoundError(
-        f"{path}: image missing; data.data_dir must point at FFHQ "
-        "thumbnails128x128 (layout NNN00/NNNNN.png)") from None
-  except OSError as e:
-    raise ValueError(f"{path}: corrupt or unreadable image ({e})") from e
+FFHQ_LAYOUT_HINT = ("data.data_dir must point at FFHQ thumbnails128x128 "
+                    "(layout NNN00/NNNNN.png)")
 
 
-def load_images(root: str, indices: np.ndarray, size: int,
-                progress: bool = True) -> np.ndarray:
+def load_images(root: str, indices: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [N, size, size, 3] FFHQ thumbnails of `indices`."""
   if not os.path.isdir(root):
     raise FileNotFoundError(
         f"{root}: FFHQ thumbnail directory not found; set "
         "--config.data.data_dir=/path/to/thumbnails128x128")
-  from tqdm import tqdm
-  out = np.empty((len(indices), size, size, 3), np.uint8)
-  it = tqdm(enumerate(indices), total=len(indices), desc="load images",
-            disable=None if progress else True, leave=False)
-  for i, idx in it:
-    out[i] = load_png(thumbnail_path(root, int(idx)), size)
-  return out
+  return images.load_images([thumbnail_path(root, int(i)) for i in indices],
+                            size, FFHQ_LAYOUT_HINT, desc="load FFHQ")

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from configs import base
 from diffinf_jax.data import ffhq
+from diffinf_jax.data import images
 
 _TASKS = {
     "age": ("young", "middle", "old"),
@@ -85,5 +86,6 @@ class FfhqAttributes(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, root, index, labels):
     for idx, label in zip(index, labels):
-      image = ffhq.load_png(ffhq.thumbnail_path(root, int(idx)), 128)
+      image = images.load_image(ffhq.thumbnail_path(root, int(idx)), 128,
+                                ffhq.FFHQ_LAYOUT_HINT)
       yield int(idx), {"image": image, "index": int(idx), "label": int(label)}

@@ -18,6 +18,14 @@ def to_float_image(image: np.ndarray) -> np.ndarray:
   return image.astype(np.float32, copy=False)
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """float [-1, 1] -> uint8 [0, 255] (rounded, clipped); uint8 passes through."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def num_batches(n: int, batch_size: int, drop_remainder: bool) -> int:
   return n // batch_size if drop_remainder else -(-n // batch_size)
 

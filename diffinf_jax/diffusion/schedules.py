@@ -60,3 +60,21 @@ def spaced_schedule(num_steps: int, num_timesteps: int = 1000
   prev = np.concatenate([[1.0], abar[:-1]])
   nxt = np.concatenate([abar[1:], [0.0]])
   return SpacedSchedule(kept, abar, prev, nxt, 1.0 - abar / prev)
+
+
+def partial_timesteps(num_steps: int, t_max: int,
+                      num_timesteps: int = 1000) -> np.ndarray:
+  """The grid tau_k = round(k t_max / N), k = 0..N, of a partial inversion.
+
+  Raises:
+    ValueError: t_max outside [N, T - 1] (the grid would repeat a timestep
+      or leave the process).
+  """
+  if num_steps < 1:
+    raise ValueError(f"DDIM steps {num_steps}: must be >= 1")
+  if not num_steps <= t_max <= num_timesteps - 1:
+    raise ValueError(
+        f"config diffae.t_max={t_max}: must lie in [{num_steps}, "
+        f"{num_timesteps - 1}] for {num_steps} DDIM steps (or be unset for "
+        "the full schedule)")
+  return np.round(np.linspace(0, t_max, num_steps + 1)).astype(np.int64)

@@ -2,19 +2,18 @@
 
 A small MLP on the frozen classifier's penultimate features g(x) (final
 checkpoint), standardised, concatenated with the one-hot assigned label. It is
-fit with binary cross-entropy on pseudo-labels "score in the top tau % of the
-training split" using one partition of the training split and evaluated by
+fit with binary cross-entropy on the pseudo-labels "in the flagged set" (the
+paper: the top tau % self-influence; here whichever detector made the run's
+flagged set) using one partition of the training split and evaluated by
 AUROC on the other. `make_p_high_fn` composes classifier and predictor into a
 function of the image that the correction stage differentiates.
 
-Files in WORKDIR/predictor/: params.npz (MLP weights and feature mean/std),
-config.json (sizes, tau, classifier config), metrics.json (auroc, train_size,
-eval_size, positive rates).
+Pure compute: features and scores in, parameters and metrics out; the
+predictor stage (`diffinf_jax.pipeline.predictor`) stores them.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -23,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffinf_jax import fileio
-from diffinf_jax.influence import detection
+from diffinf_jax import metrics as metrics_lib
 
 
 class InfluenceMLP(nn.Module):
@@ -49,7 +47,7 @@ def split_partitions(n: int, fit_fraction: float, seed: int
                      ) -> tuple[np.ndarray, np.ndarray]:
   """Seeded disjoint (fit, eval) row sets of the training split."""
   if not 0.0 < fit_fraction < 1.0:
-    raise ValueError(f"predictor.holdout_fraction={fit_fraction}: must be in "
+    raise ValueError(f"predictor.fit_fraction={fit_fraction}: must be in "
                      "(0, 1)")
   perm = np.random.default_rng(seed).permutation(n)
   k = int(round(fit_fraction * n))
@@ -97,33 +95,6 @@ def predict_logits(params, inputs: np.ndarray, hidden: int) -> np.ndarray:
   return np.asarray(InfluenceMLP(hidden).apply(params, jnp.asarray(inputs)))
 
 
-def save(out_dir: str, params, mean, std, cfg: dict) -> None:
-  flat = {jax.tree_util.keystr(k): np.asarray(v)
-          for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-  fileio.save_npz(os.path.join(out_dir, "params.npz"), _mean=np.asarray(mean),
-                  _std=np.asarray(std), **flat)
-  fileio.write_json(os.path.join(out_dir, "config.json"), cfg)
-
-
-def load(out_dir: str) -> tuple[Any, np.ndarray, np.ndarray, dict]:
-  """(params, feature mean, feature std, config) of a saved predictor."""
-  cfg = fileio.read_json(os.path.join(out_dir, "config.json"))
-  arrays = fileio.load_npz(os.path.join(out_dir, "params.npz"),
-                           required=("_mean", "_std"))
-  template = InfluenceMLP(cfg["hidden"]).init(
-      jax.random.key(0), jnp.zeros((1, cfg["input_dim"])))
-  paths = jax.tree_util.tree_flatten_with_path(template)
-  leaves = []
-  for k, v in paths[0]:
-    key = jax.tree_util.keystr(k)
-    if key not in arrays or arrays[key].shape != v.shape:
-      raise ValueError(f"{out_dir}/params.npz: missing or misshaped {key}; "
-                       "rerun `diffinf predictor`")
-    leaves.append(jnp.asarray(arrays[key]))
-  params = jax.tree.unflatten(paths[1], leaves)
-  return params, arrays["_mean"], arrays["_std"], cfg
-
-
 def make_p_high_fn(classifier: nn.Module, classifier_variables, params, mean,
                    std, cfg: dict) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """p_high(image [B,H,W,3] in [-1,1], label [B]) -> [B] in (0, 1).
@@ -141,30 +112,19 @@ def make_p_high_fn(classifier: nn.Module, classifier_variables, params, mean,
   return p_high
 
 
-def extract_features(classifier, variables, images: np.ndarray,
-                     batch_size: int) -> np.ndarray:
-  """[N, F] penultimate features (classifier aux['features'], eval mode)."""
-  fn = jax.jit(lambda x: classifier.apply(variables, x, train=False)[1]
-               ["features"])
-  out = []
-  for s in range(0, len(images), batch_size):
-    x = images[s:s + batch_size]
-    n = len(x)
-    if n < batch_size:  # fixed shape: one compilation
-      x = np.concatenate([x, np.zeros((batch_size - n,) + x.shape[1:],
-                                      x.dtype)])
-    out.append(np.asarray(fn(x))[:n])
-  return np.concatenate(out)
-
-
 def train_and_evaluate(features: np.ndarray, labels: np.ndarray,
-                       scores: np.ndarray, *, num_classes: int, tau: float,
-                       hidden: int, num_epochs: int, lr: float,
-                       batch_size: int, fit_fraction: float, seed: int
-                       ) -> dict:
-  """Fits h_omega on one partition, AUROC on the other. Pure numpy in/out."""
-  targets = detection.flag_top(scores, tau).astype(np.float32)
-  fit_rows, eval_rows = split_partitions(len(scores), fit_fraction, seed)
+                       flagged: np.ndarray, *, num_classes: int, hidden: int,
+                       num_epochs: int, lr: float, batch_size: int,
+                       fit_fraction: float, seed: int) -> dict:
+  """Fits h_omega on one partition, AUROC on the other. Pure numpy in/out.
+
+  Args:
+    features: [N, F] classifier features g(x); labels: [N] assigned labels.
+    flagged: [N] bool, membership of the flagged set (the target: "high
+      influence" in the paper, whichever detector made the set).
+  """
+  targets = np.asarray(flagged, bool).astype(np.float32)
+  fit_rows, eval_rows = split_partitions(len(targets), fit_fraction, seed)
   mean = features[fit_rows].mean(0)
   std = features[fit_rows].std(0) + 1e-6
   z = np.asarray(predictor_inputs(jnp.asarray(features), jnp.asarray(labels),
@@ -173,61 +133,11 @@ def train_and_evaluate(features: np.ndarray, labels: np.ndarray,
                num_epochs=num_epochs, lr=lr, batch_size=batch_size, seed=seed)
   logits = predict_logits(params, z[eval_rows], hidden)
   metrics = {
-      "auroc": detection.binary_auroc(targets[eval_rows] > 0.5, logits),
+      "auroc": metrics_lib.binary_auroc(targets[eval_rows] > 0.5, logits),
       "train_size": int(len(fit_rows)),
       "eval_size": int(len(eval_rows)),
       "train_positive_rate": float(targets[fit_rows].mean()),
       "eval_positive_rate": float(targets[eval_rows].mean()),
-      "tau": float(tau),
   }
   return {"params": params, "mean": mean, "std": std, "metrics": metrics,
           "input_dim": int(z.shape[1])}
-
-
-def run(config, workdir: str) -> dict:
-  """`diffinf predictor`: fits, evaluates and saves h_omega."""
-  from diffinf_jax import checkpointing
-  from diffinf_jax import data as data_lib
-  from diffinf_jax import models
-  from diffinf_jax.influence import tracin
-
-  inf_dir = os.path.join(workdir, "influence")
-  scores = np.load(os.path.join(inf_dir, "scores.npy")) if os.path.isfile(
-      os.path.join(inf_dir, "scores.npy")) else None
-  if scores is None:
-    raise FileNotFoundError(f"{inf_dir}/scores.npy: not found; run "
-                            "`diffinf influence` first")
-  index = np.load(os.path.join(inf_dir, "index.npy"))
-  dataset = data_lib.get_dataset(config, workdir)
-  arrays = dataset.arrays("train")
-  if not np.array_equal(arrays["index"], index):
-    raise ValueError(f"{inf_dir}: scores belong to other training indices "
-                     "than this config's data; rerun `diffinf influence`")
-  ckpt_dir = os.path.join(workdir, "train", "checkpoints")
-  found = checkpointing.list_checkpoints(ckpt_dir)
-  if not found:
-    raise FileNotFoundError(f"{ckpt_dir}: no checkpoints; run `diffinf train`")
-  step = int(found[-1]["step"])
-  model = models.get_model(config.model)
-  abstract = jax.eval_shape(
-      lambda x: model.init(jax.random.key(0), x, train=False),
-      jax.ShapeDtypeStruct((1,) + arrays["image"].shape[1:], np.float32))
-  variables = checkpointing.restore_variables(ckpt_dir, step, abstract)
-  tracin.check_structure(variables, abstract, f"{ckpt_dir} step {step}")
-  feats = extract_features(model, variables, arrays["image"],
-                           config.influence.batch_size)
-  p = config.predictor
-  out = train_and_evaluate(
-      feats, arrays["label"], scores, num_classes=config.model.num_classes,
-      tau=config.influence.tau, hidden=p.hidden, num_epochs=p.num_epochs,
-      lr=p.lr, batch_size=p.batch_size, fit_fraction=p.holdout_fraction,
-      seed=p.seed)
-  out_dir = os.path.join(workdir, "predictor")
-  save(out_dir, out["params"], out["mean"], out["std"], {
-      "hidden": p.hidden, "input_dim": out["input_dim"],
-      "feature_dim": int(feats.shape[1]),
-      "num_classes": int(config.model.num_classes),
-      "tau": float(config.influence.tau), "classifier_step": step,
-      "classifier_model": config.model.to_dict()})
-  fileio.write_json(os.path.join(out_dir, "metrics.json"), out["metrics"])
-  return out["metrics"]

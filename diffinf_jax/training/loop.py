@@ -1,13 +1,16 @@
 """Classifier training: jitted data-parallel steps, Orbax checkpoints, resume.
 
-`train_and_evaluate(config, workdir, dataset)` trains `config.model` on the
-training split with the loss of `config.train.method`, validates every epoch
-on the clean validation split, and writes W/train/:
+`train(config, dataset, out_dir)` trains `config.model` on the training
+split with a per-example loss (default: cross-entropy on the assigned
+labels), validates every epoch on the clean validation split, and writes
+OUT_DIR/:
 
   checkpoints/   every `save_every_epochs` and the last epoch (all kept),
-                 metadata {step, epoch, learning_rate}
+                 metadata {step, epoch, learning_rate (mean over the steps
+                 since the previous checkpoint: TracIn's eta_t),
+                 lr_last_step, val_accuracy, config_hash}
   best/          the best-on-validation checkpoint
-  history.json   per-epoch train/val loss and accuracy
+  history.json   per epoch: train/val loss and accuracy, lr_last_step
   curves.png     learning curves; metrics.jsonl + TensorBoard events
 
 Randomness is a function of (seed, step) and the data order of (seed, epoch),
@@ -25,18 +28,24 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from diffinf_jax import checkpointing
+from diffinf_jax import configuration
 from diffinf_jax import data as data_lib
 from diffinf_jax import fileio
+from diffinf_jax import losses
 from diffinf_jax import metrics as metrics_lib
 from diffinf_jax import models
+from diffinf_jax import plots
+from diffinf_jax import progress
 from diffinf_jax import sharding
 from diffinf_jax import writers
-from diffinf_jax.training import losses
-from diffinf_jax.training import methods
+from diffinf_jax.models import classifier
 from diffinf_jax.training import state as state_lib
+
+# The config sections a trained classifier depends on (recorded in every
+# checkpoint's metadata, so resuming never mixes two configs).
+TRAIN_SECTIONS = ("seed", "data", "noise", "model", "train")
 
 
 def augment(images, rng, flip: bool, crop_pad: int):
@@ -78,31 +87,6 @@ def train_step(state, batch, rng, *, loss_fn, flip, crop_pad):
   return state, m
 
 
-def predict_probs(apply_fn, variables, images):
-  logits, _ = apply_fn(variables, images, train=False)
-  return jax.nn.softmax(logits, axis=-1)
-
-
-def predict_dataset(apply_fn, variables, images: np.ndarray, batch_size: int,
-                    mesh) -> np.ndarray:
-  """Softmax probabilities [N, K] of float or uint8 images, batched."""
-  fn = jax.jit(functools.partial(predict_probs, apply_fn))
-  out = []
-  variables = sharding.replicate(variables, mesh)
-  for start in range(0, len(images), batch_size):
-    chunk = data_lib.to_float_image(images[start:start + batch_size])
-    n = len(chunk)
-    batch = sharding.pad_batch({"image": chunk}, batch_size)
-    batch = sharding.shard_batch(batch, mesh)
-    out.append(np.asarray(fn(variables, batch["image"]))[:n])
-  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def _global_batch(batch_size: int, mesh) -> int:
-  n = mesh.devices.size
-  return -(-batch_size // n) * n
-
-
 def _epoch_batches(arrays, batch_size, seed, epoch):
   n = len(arrays["label"])
   drop = n >= batch_size
@@ -115,9 +99,8 @@ def _epoch_batches(arrays, batch_size, seed, epoch):
 def _evaluate_split(state, arrays, batch_size, mesh) -> dict:
   if len(arrays["label"]) == 0:
     return {}
-  probs = predict_dataset(state.apply_fn, {"params": state.params,
-                                           "batch_stats": state.batch_stats},
-                          arrays["image"], batch_size, mesh)
+  probs = classifier.predict_dataset(state.apply_fn, _variables(state),
+                                     arrays["image"], batch_size, mesh)
   labels = arrays["label"]
   nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
   return {"loss": float(nll.mean()),
@@ -129,27 +112,41 @@ def _train_dict(state, epoch: int, best_val: float) -> dict:
           "epoch": np.int64(epoch), "best_val": np.float64(best_val)}
 
 
+def _variables(state) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def _save_best(best_dir: str, state, step: int, meta: dict) -> None:
+  """Replaces OUT/best with this step (written beside it, then renamed)."""
   tmp = best_dir + ".tmp"
   if os.path.isdir(tmp):
     shutil.rmtree(tmp)
-  checkpointing.save(tmp, step, {"params": state.params,
-                                 "batch_stats": state.batch_stats},
+  checkpointing.save(tmp, step, _variables(state),
                      _train_dict(state, meta["epoch"], meta["val_accuracy"]),
-                     meta)
+                     meta, require_learning_rate=False)
   if os.path.isdir(best_dir):
     shutil.rmtree(best_dir)
   os.replace(tmp, best_dir)
 
 
-def _resume(ckpt_dir, state):
-  """Restores the latest checkpoint into `state`; returns (state, epoch, best)."""
-  step = checkpointing.latest_step(ckpt_dir)
-  if step is None:
+def _resume(ckpt_dir: str, state, config_hash: str):
+  """Restores the latest checkpoint into `state`; returns (state, epoch, best).
+
+  Raises:
+    ValueError: the checkpoints were written under another config (their
+      metadata records its hash), so resuming would mix two runs.
+  """
+  found = checkpointing.list_checkpoints(ckpt_dir)
+  if not found:
     return state, -1, -np.inf
-  variables = checkpointing.restore_variables(
-      ckpt_dir, step, {"params": state.params,
-                       "batch_stats": state.batch_stats})
+  if found[-1].get("config_hash") != config_hash:
+    raise ValueError(
+        f"{ckpt_dir} holds checkpoints of another config (model, train, "
+        "data, noise or seed differ); pass --force to retrain from scratch "
+        "or use another --workdir")
+  step = int(found[-1]["step"])
+  variables = checkpointing.restore_variables(ckpt_dir, step,
+                                              _variables(state))
   train = checkpointing.restore_train(ckpt_dir, step,
                                       _train_dict(state, 0, 0.0))
   state = state.replace(
@@ -163,18 +160,29 @@ def _resume(ckpt_dir, state):
   return state, int(train["epoch"]), float(train["best_val"])
 
 
-def train_and_evaluate(config, workdir: str, dataset, *,
-                       out_subdir: str = "train", loss_fn=None,
-                       stop_after_epoch: int | None = None) -> dict:
+def cross_entropy_loss(logits, batch):
+  """[B] cross-entropy to the assigned labels batch['label']."""
+  return losses.softmax_xent(logits, batch["label"])
+
+
+def _train_arrays(dataset) -> dict:
+  arrays = dataset.arrays("train", raw=True)
+  if len(arrays["label"]) == 0:
+    raise ValueError("the training split is empty")
+  return {k: arrays[k] for k in ("image", "label", "index")}
+
+
+def train(config, dataset, out_dir: str, *, loss_fn=cross_entropy_loss,
+          stop_after_epoch: int | None = None) -> dict:
   """Trains the classifier of `config` on `dataset`'s training split.
 
   Args:
     config: the run config (sections model, train, seed).
-    workdir: run directory; outputs go to `workdir/out_subdir`.
-    dataset: a `diffinf_jax.data.Dataset` (or anything with `.arrays(split)`
-      and `num_classes`).
-    loss_fn: per-example loss `(logits, batch) -> [B]`; default: that of
-      `config.train.method`.
+    dataset: a `diffinf_jax.data.Dataset` (or anything with `.arrays(split,
+      raw=True)` and `num_classes`).
+    out_dir: where checkpoints, history and curves go (see module docstring).
+    loss_fn: per-example loss `(logits, batch) -> [B]`; `batch` holds image,
+      label (assigned), index, mask and progress (epoch / num_epochs).
     stop_after_epoch: stop after this epoch (simulates an interruption in
       tests; the run resumes on the next call).
 
@@ -186,46 +194,43 @@ def train_and_evaluate(config, workdir: str, dataset, *,
   if dataset.num_classes != config.model.num_classes:
     raise ValueError(f"model.num_classes={config.model.num_classes} but the "
                      f"dataset has {dataset.num_classes} classes")
-  out_dir = os.path.join(workdir, out_subdir)
-  ckpt_dir = os.path.join(out_dir, "checkpoints")
-  train_arrays = dataset.arrays("train", raw=True)
+  ckpt_dir = checkpointing.run_checkpoints(out_dir)
+  train_arrays = _train_arrays(dataset)
   val_arrays = dataset.arrays("val", raw=True)
-  keep = ("image", "label", "index")
-  train_arrays = {k: train_arrays[k] for k in keep}
   mesh = sharding.data_mesh()
-  batch_size = _global_batch(int(tc.batch_size), mesh)
+  batch_size = sharding.global_batch_size(tc.batch_size, mesh)
   n_train = len(train_arrays["label"])
-  if n_train == 0:
-    raise ValueError("the training split is empty")
   steps_per_epoch = max(1, n_train // batch_size)
   lr_fn = state_lib.learning_rate_fn(tc, steps_per_epoch)
   model = models.get_model(config.model)
-  rng = jax.random.key(int(config.seed))
-  init_rng, step_rng = jax.random.split(rng)
+  init_rng, step_rng = jax.random.split(jax.random.key(int(config.seed)))
   state = state_lib.create_train_state(
       model, init_rng, train_arrays["image"].shape[1:],
       state_lib.make_optimizer(tc, lr_fn))
-  state, last_epoch, best_val = _resume(ckpt_dir, state)
+  config_hash = configuration.config_hash(config, TRAIN_SECTIONS)
+  state, last_epoch, best_val = _resume(ckpt_dir, state, config_hash)
   history_path = os.path.join(out_dir, "history.json")
   history = []
   if last_epoch >= 0 and os.path.isfile(history_path):
     history = [h for h in fileio.read_json(history_path)
                if h["epoch"] <= last_epoch]
-  if loss_fn is None:
-    loss_fn = methods.get_method(tc.get("method", "ce")).per_example_loss
   step_fn = jax.jit(functools.partial(
       train_step, loss_fn=loss_fn, flip=bool(tc.augment_flip),
       crop_pad=int(tc.augment_crop_pad)))
   state = sharding.replicate(state, mesh)
-  writer = writers.MetricWriter(out_dir)
-  last_saved_step = int(history[-1]["step"]) if history else 0
+  # The checkpoint, not history.json, says where the last interval ended
+  # (a kill between the two writes must not change the next eta_t).
+  last_saved_step = int(state.step)
+  writer = writers.MetricWriter(out_dir, resume_step=last_saved_step)
   num_epochs = int(tc.num_epochs)
-  for epoch in range(last_epoch + 1, num_epochs):
+  epochs = progress.track(range(last_epoch + 1, num_epochs),
+                          total=num_epochs, done=last_epoch + 1,
+                          desc=f"train {os.path.basename(out_dir)}",
+                          unit="epoch")
+  for epoch in epochs:
     epoch_metrics = None
-    batches = _epoch_batches(train_arrays, batch_size, int(config.seed), epoch)
-    for batch in tqdm(batches, total=steps_per_epoch, leave=False,
-                      disable=None, desc=f"epoch {epoch + 1}/{num_epochs}"):
-      batch = {k: v for k, v in batch.items()}
+    for batch in _epoch_batches(train_arrays, batch_size, int(config.seed),
+                                epoch):
       batch["image"] = data_lib.to_float_image(batch["image"])
       # Training progress in [0, 1) for schedules inside per-example losses.
       batch["progress"] = np.full(len(batch["label"]), epoch / num_epochs,
@@ -243,7 +248,7 @@ def train_and_evaluate(config, workdir: str, dataset, *,
               "train_accuracy": float(train_m["accuracy"]),
               "val_loss": val_m.get("loss"),
               "val_accuracy": val_m.get("accuracy"),
-              "learning_rate": float(lr_fn(max(step - 1, 0)))}
+              "lr_last_step": float(lr_fn(max(step - 1, 0)))}
     history.append(record)
     writer.write_scalars(step, {k: v for k, v in record.items()
                                 if v is not None and k not in ("epoch",
@@ -252,29 +257,29 @@ def train_and_evaluate(config, workdir: str, dataset, *,
                  epoch + 1, num_epochs, record["train_loss"],
                  record["train_accuracy"], record["val_loss"],
                  record["val_accuracy"])
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
     val_acc = record["val_accuracy"]
+    meta = {"epoch": epoch, "lr_last_step": record["lr_last_step"],
+            "val_accuracy": val_acc, "config_hash": config_hash}
     if val_acc is not None and val_acc > best_val:
       best_val = val_acc
-      _save_best(os.path.join(out_dir, "best"), state, step,
-                 {"epoch": epoch, "learning_rate": record["learning_rate"],
-                  "val_accuracy": val_acc})
+      _save_best(os.path.join(out_dir, "best"), state, step, dict(meta))
     if (epoch + 1) % int(tc.save_every_epochs) == 0 or epoch == num_epochs - 1:
-      meta = {"epoch": epoch, "learning_rate": state_lib.mean_lr(
-          lr_fn, last_saved_step, step), "learning_rate_end": float(
-              lr_fn(max(step - 1, 0))), "val_accuracy": val_acc}
-      checkpointing.save(ckpt_dir, step, variables,
+      meta["learning_rate"] = state_lib.mean_lr(lr_fn, last_saved_step, step)
+      meta["train_accuracy"] = record["train_accuracy"]
+      # History first: a resume truncates it to the checkpoint it restarts
+      # from, so a kill between these writes loses nothing.
+      fileio.write_json(history_path, history)
+      plots.learning_curves(history, os.path.join(out_dir, "curves.png"))
+      checkpointing.save(ckpt_dir, step, _variables(state),
                          _train_dict(state, epoch, best_val), meta)
       last_saved_step = step
-      fileio.write_json(history_path, history)
-      writers.plot_curves(history, os.path.join(out_dir, "curves.png"))
     if stop_after_epoch is not None and epoch >= stop_after_epoch:
       writer.close()
       return {"interrupted_after_epoch": epoch}
   writer.close()
   fileio.write_json(history_path, history)
   if history:
-    writers.plot_curves(history, os.path.join(out_dir, "curves.png"))
+    plots.learning_curves(history, os.path.join(out_dir, "curves.png"))
   return {"epochs": num_epochs, "steps": int(state.step),
           "final_val_accuracy": history[-1]["val_accuracy"] if history
           else None, "best_val_accuracy": best_val,

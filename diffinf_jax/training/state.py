@@ -51,6 +51,14 @@ def create_train_state(model, rng, image_shape, optimizer) -> TrainState:
                            tx=optimizer)
 
 
+def assumed_noise_rate(config) -> float:
+  """The label-noise rate a method that needs one is given: the config's
+  `train.assumed_noise_rate`, or the true `noise.rate` when it is -1 (what
+  Co-teaching and ProMix assume; a user does not know it)."""
+  rate = float(config.train.assumed_noise_rate)
+  return float(config.noise.rate) if rate < 0 else rate
+
+
 def mean_lr(lr_fn, first_step: int, last_step: int) -> float:
   """Mean learning rate over optimiser steps [first_step, last_step)."""
   if last_step <= first_step:

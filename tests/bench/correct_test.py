@@ -7,9 +7,7 @@ from diffinf_jax import cli
 
 def test_bench_correct_json(capsys):
   assert cli.main([
-      "bench", "correct", "--config", "configs/demo.py:tiny", "--json",
-      "--config.data.image_size=32",
-      "--config.diffae.weights_dir=package:weights/demo32/diffae"]) == 0
+      "bench", "correct", "--config", "configs/demo.py:tiny", "--json"]) == 0
   out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   for key in ("images_per_s", "peak_memory_mb", "t_decode", "steps",
               "batch_size", "remat"):
@@ -17,3 +15,6 @@ def test_bench_correct_json(capsys):
   assert out["images_per_s"]["on"] > 0
   # Rematerialisation bounds memory: less than without it.
   assert out["peak_memory_mb"]["on"] < out["peak_memory_mb"]["off"]
+  # Classifier-free guidance timed against the unguided conditional decode.
+  g = out["guidance"]
+  assert g["guidance_scale"] == 3.0 and g["guided"] > 0 and g["unguided"] > 0

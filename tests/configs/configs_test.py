@@ -7,10 +7,11 @@ import pytest
 
 from diffinf_jax import cli
 from diffinf_jax import configuration
+from diffinf_jax import pipeline
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-FILES = ["demo.py", "demo.py:tiny", "demo.py:task=expression", "ffhq_age.py",
-         "ffhq_age.py:tiny", "ffhq_expression.py", "ffhq_expression.py:tiny"]
+FILES = ["demo.py", "demo.py:tiny", "demo.py:task=expression",
+         "demo.py:tiny,task=expression", "ffhq_age.py", "ffhq_expression.py"]
 
 
 def _keys(d, prefix=""):
@@ -58,8 +59,7 @@ def test_overrides_are_typed_and_checked():
     configuration.get_config("configs/nope.py")
 
 
-def test_cli_saves_config_and_versions(tmp_path, monkeypatch):
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_cli_saves_config_and_versions(tmp_path):
   w = str(tmp_path / "w")
   code = cli.main(["data", "--config", "configs/demo.py:tiny", "--workdir", w,
                    "--config.noise.rate=0.25"])
@@ -86,5 +86,18 @@ def test_help_lists_every_stage(capsys):
   with pytest.raises(SystemExit):
     cli.main(["--help"])
   out = capsys.readouterr().out
-  for stage in cli.STAGES:
+  for stage in pipeline.STAGES:
     assert stage in out
+
+
+def test_schema_enums_match_the_code():
+  """The choices configs/base.py validates are the ones the code knows."""
+  from configs import base
+  from diffinf_jax.detection import registry
+  from diffinf_jax.influence import layer_rules
+  from diffinf_jax.influence import per_example
+  c = base.get_base_config()
+  assert base.CHOICES["influence.branch_rule"] == layer_rules.BRANCH_RULES
+  assert c.influence.branch_rule == layer_rules.DEFAULT_BRANCH_RULE
+  assert base.CHOICES["influence.method"] == per_example.METHODS
+  assert base.CHOICES["detection.flag_by"] == registry.DETECTORS

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from diffinf_jax.convert import arcface as mapping
-from diffinf_jax.convert import common
+from diffinf_jax.convert import kit
 from diffinf_jax.models.guidance import arcface
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures",
@@ -23,7 +23,7 @@ def state_dict():
 @pytest.mark.parametrize("name,entries,params", [
     ("iresnet50", 475, 43_590_848), ("iresnet100", 925, 65_156_160)])
 def test_real_key_lists_convert_at_shape_level(name, entries, params):
-  sd = common.read_key_list(os.path.join(FIXTURES, f"{name}_keys.txt"))
+  sd = kit.read_key_list(os.path.join(FIXTURES, f"{name}_keys.txt"))
   assert len(sd) == entries
   variables, cfg, dtype, prefix = mapping.convert_state_dict(
       sd, arcface.preset(name), what=name)
@@ -77,7 +77,7 @@ def test_wrong_arch_for_checkpoint(state_dict):
 
 
 def test_bisenet_file_given_to_arcface():
-  sd = common.read_key_list(os.path.join(
+  sd = kit.read_key_list(os.path.join(
       FIXTURES, "..", "bisenet_face_parsing", "bisenet_keys.txt"))
   with pytest.raises(ValueError, match="convert bisenet"):
     mapping.convert_state_dict(sd)
@@ -100,7 +100,7 @@ def test_dtype_checks(state_dict):
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_pth_end_to_end(tmp_path, state_dict, dtype):
   torch = pytest.importorskip("torch")
-  from diffinf_jax.models.guidance import loading
+  from diffinf_jax import pretrained
   from weights_convert import arcface as tool
   src = str(tmp_path / "backbone.pth")
   torch.save({k: torch.from_numpy(v.astype(dtype) if v.dtype.kind == "f"
@@ -110,7 +110,7 @@ def test_pth_end_to_end(tmp_path, state_dict, dtype):
   assert manifest["dtype"] == dtype and manifest["num_source_keys"] == 115
   assert manifest["num_params"] == 5_167_936
   assert len(manifest["source_sha256"]) == 64
-  model, variables, cfg = loading.load_arcface(dst)
+  model, variables, cfg = pretrained.load_arcface(dst)
   ref = np.load(os.path.join(FIXTURES, "arcface_iresnet_public.npz"))
   with jax.default_matmul_precision("highest"):
     emb = model.apply(variables, ref["x"].transpose(0, 2, 3, 1))
@@ -130,6 +130,6 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_missing_weights_dir_message():
-  from diffinf_jax.models.guidance import loading
+  from diffinf_jax import pretrained
   with pytest.raises(FileNotFoundError, match="diffinf convert arcface"):
-    loading.load_arcface("no/such/dir")
+    pretrained.load_arcface("no/such/dir")

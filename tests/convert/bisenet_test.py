@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from diffinf_jax.convert import bisenet as mapping
-from diffinf_jax.convert import common
+from diffinf_jax.convert import kit
 from diffinf_jax.models.guidance import face_parsing
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures",
@@ -20,7 +20,7 @@ def state_dict():
 
 
 def test_released_key_list_converts_at_shape_level():
-  sd = common.read_key_list(os.path.join(FIXTURES, "bisenet_keys.txt"))
+  sd = kit.read_key_list(os.path.join(FIXTURES, "bisenet_keys.txt"))
   assert len(sd) == 191
   variables, cfg, _, _ = mapping.convert_state_dict(sd, what="79999_iter.pth")
   assert cfg == face_parsing.preset("bisenet")
@@ -37,7 +37,7 @@ def test_missing_unconsumed_and_wrong_file(state_dict):
   with pytest.raises(ValueError, match="missing keys: ffm.conv2.weight.*"
                      "unconsumed keys: cp.resnet.fc.weight"):
     mapping.convert_state_dict(sd)
-  arc = common.read_key_list(os.path.join(
+  arc = kit.read_key_list(os.path.join(
       FIXTURES, "..", "arcface_iresnet", "iresnet50_keys.txt"))
   with pytest.raises(ValueError, match="convert arcface"):
     mapping.convert_state_dict(arc)
@@ -56,14 +56,14 @@ def test_fp16_vs_fp32_request(state_dict):
 @pytest.mark.torch
 def test_pth_end_to_end(tmp_path, state_dict):
   torch = pytest.importorskip("torch")
-  from diffinf_jax.models.guidance import loading
+  from diffinf_jax import pretrained
   from weights_convert import bisenet as tool
   src = str(tmp_path / "79999_iter.pth")
   torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, src)
   dst = str(tmp_path / "bisenet")
   manifest = tool.convert(src, dst, input_size=(64, 64))
   assert manifest["num_source_keys"] == 191 and manifest["dtype"] == "float16"
-  model, variables, cfg = loading.load_bisenet(dst)
+  model, variables, cfg = pretrained.load_bisenet(dst)
   assert cfg.input_size == (64, 64) and cfg.num_classes == 19
   ref = np.load(os.path.join(FIXTURES, "bisenet_public.npz"))
   with jax.default_matmul_precision("highest"):

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from diffinf_jax.convert import common
+from diffinf_jax.convert import kit
 from diffinf_jax.convert import diffae as mapping
 from diffinf_jax.models import diffae
 
@@ -20,7 +20,7 @@ def _target(preset):
 
 
 def test_real_ffhq128_layout_converts_cleanly():
-  keys = common.read_key_list(os.path.join(FIX,
+  keys = kit.read_key_list(os.path.join(FIX,
                                            "ffhq128_autoenc_130M_keys.txt"))
   assert len(keys) == 608
   out = mapping.convert_state_dict(keys, _target("ffhq128"), "keys.txt")
@@ -33,12 +33,12 @@ def test_real_ffhq128_layout_converts_cleanly():
 
 
 def test_mismatches_are_listed():
-  keys = common.read_key_list(os.path.join(FIX,
+  keys = kit.read_key_list(os.path.join(FIX,
                                            "ffhq128_autoenc_130M_keys.txt"))
   broken = dict(keys)
   broken.pop("out.2.weight")
-  broken["extra.weight"] = common.ShapeOnly((3,))
-  broken["encoder.out.3.weight"] = common.ShapeOnly((512, 256, 1, 1))
+  broken["extra.weight"] = kit.ShapeOnly((3,))
+  broken["encoder.out.3.weight"] = kit.ShapeOnly((512, 256, 1, 1))
   with pytest.raises(ValueError) as e:
     mapping.convert_state_dict(broken, _target("ffhq128"), "ckpt")
   msg = str(e.value)
@@ -66,7 +66,7 @@ def test_cli_writes_layout_and_manifest(tmp_path):
   src = os.path.join(FIX, "diffae_public.ckpt")
   assert cli.main(["convert", "diffae", src, dst]) == 0
   manifest = json.load(open(os.path.join(dst, "manifest.json")))
-  assert manifest["source_sha256"] == common.sha256_file(src)
+  assert manifest["source_sha256"] == kit.sha256_file(src)
   assert manifest["source_prefix"] == "ema_model."
   assert manifest["num_source_keys"] == 396
   assert manifest["num_params"] == 1485731

@@ -106,22 +106,23 @@ def test_perceptual_loss(rec_kind):
   # itself is tested in tests/models/guidance/lpips_test.py.
   lp = lambda a, b: jnp.mean((jnp.tanh(a) - jnp.tanh(b)) ** 2, axis=(1, 2, 3))
   x, y = _images(4), _images(5)
-  same = losses.perceptual_loss(lp, x, x, lambda_rec=2.0, rec_kind=rec_kind)
+  same = losses.perceptual_loss(lp, x, x, pixel_weight=2.0, pixel_kind=rec_kind)
   np.testing.assert_allclose(same, 0.0, atol=1e-5)
-  d = losses.perceptual_loss(lp, x, y, lambda_rec=0.0, rec_kind=rec_kind)
-  d2 = losses.perceptual_loss(lp, x, y, lambda_rec=1.0, rec_kind=rec_kind)
+  d = losses.perceptual_loss(lp, x, y, pixel_weight=0.0, pixel_kind=rec_kind)
+  d2 = losses.perceptual_loss(lp, x, y, pixel_weight=1.0, pixel_kind=rec_kind)
   rec = np.abs(np.asarray(x - y)) if rec_kind == "l1" else np.asarray(x - y) ** 2
   np.testing.assert_allclose(d2 - d, rec.mean(axis=(1, 2, 3)), rtol=1e-4)
-  _check_grad(lambda v: losses.perceptual_loss(lp, v, y, rec_kind=rec_kind), x)
+  _check_grad(lambda v: losses.perceptual_loss(lp, v, y, pixel_kind=rec_kind), x)
   # L1 at x == x_ref: finite gradient (0), not NaN.
-  g = jax.grad(lambda v: losses.reconstruction_loss(v, x).sum())(x)
+  g = jax.grad(lambda v: losses.pixel_loss(v, x).sum())(x)
   assert np.isfinite(np.asarray(g)).all()
 
 
 def test_perceptual_loss_with_real_lpips():
+  from diffinf_jax import pretrained
   from diffinf_jax.models.guidance import lpips
   try:
-    fn = lpips.distance_fn()
+    fn = lpips.distance_fn(pretrained.load_lpips())
   except FileNotFoundError as e:
     pytest.skip(str(e))
   x = _images(6, b=1, size=16)

@@ -8,7 +8,7 @@ from diffinf_jax.correction import objective as objective_lib
 from diffinf_jax.correction import optimize
 
 
-def _decode(z_sem, x_T):
+def _decode(z_sem, x_T, label):
   # A toy "generator": image = x_T + broadcast(z_sem mean).
   return x_T + jnp.mean(z_sem, axis=1)[:, None, None, None]
 
@@ -86,9 +86,9 @@ def test_objective_weights_and_errors():
     objective_lib.make_objective(terms, {"colour": 1.0})
 
 
-def test_term_weights_follow_eq_9():
+def test_term_weights_are_the_paper_terms():
   import ml_collections
-  c = ml_collections.ConfigDict(dict(w_id=2.0, w_reg=0.5, lambda_struct=3.0,
-                                     lambda_perc=4.0, w_si=1.5))
+  c = ml_collections.ConfigDict(dict(identity=2.0, structural=1.5,
+                                     perceptual=2.0, influence=1.5, pixel=9.0))
   assert objective_lib.term_weights(c) == {
       "identity": 2.0, "structural": 1.5, "perceptual": 2.0, "influence": 1.5}

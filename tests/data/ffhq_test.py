@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from diffinf_jax import configuration
-from diffinf_jax.data import dataset
+from diffinf_jax.pipeline import data as data_stage
 from diffinf_jax.data import ffhq
 
 
@@ -90,7 +90,7 @@ def _config(tree, task, **kw):
 
 def test_ffhq_dataset_end_to_end(tree, tmp_path):
   config = _config(tree, "age")
-  ds = dataset.prepare(config, str(tmp_path / "w"))
+  ds = data_stage.load(config, str(tmp_path / "w"))
   np.testing.assert_array_equal(ds.index, [0, 1, 2, 6, 7, 1001])
   np.testing.assert_array_equal(ds.clean_label, [0, 1, 2, 0, 1, 2])
   assert ds.image.shape == (6, 16, 16, 3) and ds.image.dtype == np.uint8
@@ -104,14 +104,14 @@ def test_ffhq_dataset_end_to_end(tree, tmp_path):
 def test_missing_image_is_named(tree, tmp_path):
   os.remove(ffhq.thumbnail_path(str(tree / "thumbs"), 2))
   with pytest.raises(FileNotFoundError, match="00002.png: image missing"):
-    dataset.prepare(_config(tree, "age"), str(tmp_path / "w"))
+    data_stage.load(_config(tree, "age"), str(tmp_path / "w"))
 
 
 def test_corrupt_image_is_named(tree, tmp_path):
   with open(ffhq.thumbnail_path(str(tree / "thumbs"), 1), "wb") as f:
     f.write(b"not a png")
   with pytest.raises(ValueError, match="00001.png: corrupt"):
-    dataset.prepare(_config(tree, "age"), str(tmp_path / "w"))
+    data_stage.load(_config(tree, "age"), str(tmp_path / "w"))
 
 
 def test_packaged_csv_reproduces_published_counts():

@@ -1,8 +1,9 @@
-"""Tiny Flax models covering every rule of the influence engine (test helpers)."""
+"""Tiny Flax models covering every rule of the influence engine (helpers)."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class MLP(nn.Module):
@@ -40,7 +41,7 @@ class SmallCNN(nn.Module):
 
 
 class NormNet(nn.Module):
-  """GroupNorm, LayerNorm, RMSNorm, a dilated CIRCULAR conv, Dense on [B,T,D]."""
+  """GroupNorm, LayerNorm, RMSNorm, a dilated CIRCULAR conv, Dense, [B,T,D]."""
   num_classes: int = 3
 
   @nn.compact
@@ -87,14 +88,106 @@ class SharedNet(nn.Module):
 
 
 def init_with_stats(model, x, seed=0):
-  """Variables with non-trivial BatchNorm running statistics."""
-  variables = model.init(jax.random.key(seed), x)
-  if "batch_stats" in variables:
-    keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
-    stats = jax.tree.map(
-        lambda v: 0.3 * jax.random.normal(next(keys), v.shape, v.dtype),
-        variables["batch_stats"])
-    stats = jax.tree_util.tree_map_with_path(
-        lambda p, v: jnp.abs(v) + 0.5 if p[-1].key == "var" else v, stats)
-    variables = {**variables, "batch_stats": stats}
-  return variables
+  """Variables with non-trivial BatchNorm running statistics (numpy draws)."""
+  return random_variables(model, x, seed=seed)
+
+
+# --- models for the rule table, the user-model contract and the API -------
+
+
+class PlainSubDense(nn.Dense):
+  """A Dense subclass that keeps Dense's __call__ (exact Dense rule)."""
+
+
+class ScaledSubDense(nn.Dense):
+  """A Dense subclass overriding __call__ around super().__call__."""
+
+  def __call__(self, x):
+    return 2.0 * super().__call__(x)
+
+
+class SubConv(nn.Conv):
+  """A Conv subclass (exact conv rule)."""
+
+
+class Zoo(nn.Module):
+  """Every exact-fast layer kind once, on an image and a token input.
+
+  ConvTranspose (SAME stride 2; VALID transposed-kernel; CIRCULAR), ConvLocal,
+  a Conv subclass, DenseGeneral over one and over two axes, Einsum with
+  feature, group, reduced and kernel-only axes (ellipsis), Embed (negative
+  ids wrap), attention projections (with QK LayerNorms), Dense subclasses
+  with and without an overriding __call__, and Embed.attend as the head.
+  """
+  num_classes: int = 3
+
+  @nn.compact
+  def __call__(self, x, ids, *, train=False):
+    b = x.shape[0]
+    h = nn.ConvTranspose(3, (3, 3), strides=(2, 2))(x)
+    h = nn.ConvTranspose(2, (3, 2), strides=(1, 2), padding="VALID",
+                         transpose_kernel=True)(h[:, :4, :4])
+    h = nn.ConvTranspose(2, (4, 3), strides=(2, 1), padding="CIRCULAR")(
+        h[:, :3, :3])
+    h = nn.ConvLocal(2, (3, 3), strides=2, padding="SAME")(h)
+    h = SubConv(3, (2, 2), padding="VALID")(nn.tanh(h))
+    t = h.reshape(b, -1, 3)                                # [B, T, 3]
+    t = nn.DenseGeneral((2, 3), axis=-1)(t)                # [B, T, 2, 3]
+    t = nn.Einsum((2, 3, 4), "bthd,hdk->bthk")(t)          # groups h
+    t = nn.DenseGeneral(4, axis=(-2, -1))(nn.gelu(t))      # [B, T, 4]
+    t = nn.Einsum((4, 2, 3), "...d,dkz->...k")(t[:, :, None] * t[:, None])
+    e = nn.Embed(7, 2)(ids)                                # [B, S, 2]
+    u = jnp.concatenate([t.reshape(b, -1, 2), e], axis=1)
+    u = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=4,
+                                        normalize_qk=True)(u)
+    u = ScaledSubDense(4)(nn.tanh(u))
+    u = PlainSubDense(4)(jnp.mean(u, axis=1))
+    return nn.Embed(self.num_classes, 4).attend(u)
+
+
+def tiny_vit():
+  from diffinf_jax.bench.models import vit
+  return vit.ViT(num_classes=3, patch_size=4, width=8, depth=2, num_heads=2,
+                 mlp_dim=16)
+
+
+def tiny_lm(vocab_size=11):
+  from diffinf_jax.bench.models import transformer_lm
+  return transformer_lm.TransformerLM(vocab_size=vocab_size, width=8,
+                                      depth=2, num_heads=2, mlp_dim=16)
+
+
+def random_variables(model, *inputs, seed=0, dtype=jnp.float32):
+  """Random variables of the model's shapes, drawn in numpy.
+
+  `model.init` is only traced (jax.eval_shape): compiling a whole model's
+  initialisers costs seconds on a CPU, drawing its arrays milliseconds.
+  Kernels and embeddings ~ N(0, 1 / fan_in), norm scales ~ 1 + N(0, 0.1^2),
+  biases and means ~ N(0, 0.1^2), variances in [0.5, 1.5).
+  """
+  shapes = jax.eval_shape(model.init, jax.random.key(0), *inputs)
+  rng = np.random.default_rng(seed)
+
+  def draw(path, s):
+    name = str(getattr(path[-1], "key", path[-1]))
+    shape = s.shape
+    if name == "var":
+      v = rng.uniform(0.5, 1.5, shape)
+    elif name == "scale":
+      v = 1.0 + 0.1 * rng.normal(size=shape)
+    elif name in ("bias", "mean") or len(shape) < 2:
+      v = 0.1 * rng.normal(size=shape)
+    else:
+      v = rng.normal(size=shape) / np.sqrt(max(np.prod(shape[:-1]), 1))
+    return jnp.asarray(v, dtype)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def compile_fast(fn, *args):
+  """jit + compile at XLA's lowest backend optimisation level (tests).
+
+  Halves the compile time of the small programs tests run once; the HLO,
+  and so the arithmetic, is the same.
+  """
+  return jax.jit(fn).lower(*args).compile(
+      compiler_options={"xla_backend_optimization_level": 0})

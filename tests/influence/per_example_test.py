@@ -62,8 +62,8 @@ def test_dense_closed_form():
   x = jax.random.normal(jax.random.key(2), (4, 6))
   labels = jnp.array([0, 2, 1, 1])
   variables = model.init(jax.random.key(0), x)
-  got = pe.make_sq_norm_fn(model, apply_kwargs={})(variables,
-                                                   {"image": x, "label": labels})
+  got = pe.make_sq_norm_fn(model, apply_kwargs={})(
+      variables, {"image": x, "label": labels})
   logits = model.apply(variables, x)
   r = jax.nn.softmax(logits) - jax.nn.one_hot(labels, 3)
   want = jnp.sum(r**2, -1) * (jnp.sum(x**2, -1) + 1.0)
@@ -122,7 +122,7 @@ def test_training_mode_batchnorm_raises():
   model = toy.SmallCNN()
   batch = _batch()
   variables = toy.init_with_stats(model, batch["image"])
-  with pytest.raises(Exception, match="BatchNorm|batch_stats"):
+  with pytest.raises(ValueError, match="batch statistics"):
     pe.make_sq_norm_fn(model, apply_kwargs={"train": True})(variables, batch)
 
 
@@ -198,3 +198,155 @@ def test_resnet18_exact_matches_vmap_float64():
     keep = np.array([0, 1, 3, 4])
     np.testing.assert_allclose(np.asarray(exact)[keep], np.asarray(ref)[keep],
                                rtol=1e-10)
+
+
+# --- the user-model contract (docs/influence_api.md) ---------------------
+
+
+class _NoTrainArg(nn.Module):
+  """No train argument: called with no keyword at all."""
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(3)(x)
+
+
+class _DictOutput(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, deterministic=True):
+    return {"logits": nn.Dense(3)(x), "features": x}
+
+
+class _SubclassedDense(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    return toy.PlainSubDense(3)(x)
+
+
+class _OverridingSubclass(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    return toy.ScaledSubDense(3)(x)  # logits = 2 (W x + b)
+
+
+@pytest.mark.parametrize("model,scale", [
+    (_NoTrainArg(), 1.0), (_DictOutput(), 1.0), (_SubclassedDense(), 1.0),
+    (_OverridingSubclass(), 2.0)], ids=lambda m: type(m).__name__)
+def test_user_models_work(model, scale):
+  # Linear logits s (W x + b), CE: dL/dW = s (p - y) x^T, dL/db = s (p - y),
+  # so ||.||^2 = s^2 ||p - y||^2 (||x||^2 + 1).
+  x = jax.random.normal(jax.random.key(2), (4, 6))
+  labels = jnp.array([0, 2, 1, 1])
+  batch = {"image": x, "label": labels}
+  variables = model.init(jax.random.key(0), x)
+  plan = pe.describe(model, variables, batch)
+  assert [p["rule"] for p in plan] == ["dense"]  # the exact Dense rule
+  got = pe.make_sq_norm_fn(model)(variables, batch)
+  last = pe.make_sq_norm_fn(model, method="last_layer")(variables, batch)
+  r = jax.nn.softmax(pe.logits_of(model.apply(variables, x))) - \
+      jax.nn.one_hot(labels, 3)
+  want = scale**2 * jnp.sum(r**2, -1) * (jnp.sum(x**2, -1) + 1.0)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(last, want, rtol=1e-5)
+
+
+def test_default_apply_kwargs_follow_the_signature():
+  assert pe.default_apply_kwargs(_NoTrainArg()) == {}
+  assert pe.default_apply_kwargs(_DictOutput()) == {"deterministic": True}
+  assert pe.default_apply_kwargs(toy.SmallCNN()) == {"train": False}
+
+
+class _BatchStatsNet(nn.Module):
+  """A BatchNorm hard-wired to batch statistics."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
+
+
+class _TiedEmbedding(nn.Module):
+  @nn.compact
+  def __call__(self, ids):
+    embed = nn.Embed(5, 4)
+    return embed.attend(jnp.mean(embed(ids), axis=1))
+
+
+class _BroadcastPositions(nn.Module):
+  """Looks position embeddings up once, without the batch axis."""
+
+  @nn.compact
+  def __call__(self, ids):
+    x = nn.Embed(5, 4)(ids) + nn.Embed(3, 4)(jnp.arange(ids.shape[1]))
+    return nn.Dense(5)(jnp.mean(x, axis=1))
+
+
+class _BatchDims(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.DenseGeneral(3, batch_dims=(0,))(x)
+
+
+class _NoDense(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return jnp.mean(nn.Conv(3, (3, 3))(x), axis=(1, 2))
+
+
+_IDS = jnp.array([[0, 1, 2], [3, 4, 0]])
+_X = jnp.ones((2, 4))
+
+
+@pytest.mark.parametrize("model,batch,kwargs,match", [
+    (_BatchStatsNet(), {"image": _X}, {}, "batch statistics"),
+    (toy.SmallCNN(), None, {"apply_kwargs": {"train": True}},
+     "batch statistics"),
+    (_NoTrainArg(), {"image": _X}, {"apply_kwargs": {"train": False}},
+     "apply_kwargs"),
+    (_DictOutput(), {"image": _X},
+     {"loss_fn": lambda o, b: pe.softmax_xent(o["features"], b).mean()},
+     "one loss per example"),
+    (_TiedEmbedding(), {"tokens": _IDS}, {"input_key": "tokens"},
+     "more than once"),
+    (_BroadcastPositions(), {"tokens": _IDS}, {"input_key": "tokens"},
+     "lacks the leading example axis"),
+    (_BatchDims(), {"image": jnp.ones((2, 3, 4))}, {}, "batch_dims"),
+    (_NoTrainArg(), {"x": _X}, {}, "input_key"),
+], ids=["bn_batch_stats", "bn_train_flag", "bad_apply_kwargs",
+        "batch_mean_loss", "tied_weights", "broadcast_positions",
+        "batch_dims", "missing_input"])
+def test_contract_errors_name_the_fix(model, batch, kwargs, match):
+  # Each case raises from discovery (a trace: no compute), naming the fix.
+  batch = {"label": jnp.zeros(2, jnp.int32), **(batch or _batch())}
+  kwargs = dict(kwargs)
+  loss_fn = kwargs.pop("loss_fn", pe.softmax_xent)
+  inputs = batch.get(kwargs.get("input_key", "image"), _X)
+  variables = toy.random_variables(model, inputs)
+  with pytest.raises((ValueError, TypeError), match=match):
+    pe.discover(model, variables, batch, loss_fn=loss_fn, **kwargs)
+
+
+def test_dict_output_without_logits_names_loss_fn():
+  with pytest.raises(ValueError, match="no 'logits'.*loss_fn"):
+    pe.logits_of({"features": jnp.ones((2, 3))})
+
+
+def test_last_layer_skips_a_norm_after_the_last_dense():
+  class Head(nn.Module):  # an ArcFace-style head: Dense, then a norm
+    @nn.compact
+    def __call__(self, x):
+      h = nn.relu(nn.Dense(5, name="hidden")(x))
+      return nn.LayerNorm(name="norm")(nn.Dense(3, name="out")(h))
+  model = Head()
+  batch = {"image": jax.random.normal(jax.random.key(3), (4, 6)),
+           "label": jnp.array([0, 1, 2, 0])}
+  variables = toy.random_variables(model, batch["image"])
+  last = pe.make_sq_norm_fn(model, method="last_layer")(variables, batch)
+  per = pe.make_sq_norm_fn(model, per_layer=True)(variables, batch)
+  np.testing.assert_allclose(last, per["out"], rtol=1e-6)
+  named = pe.make_sq_norm_fn(model, method="last_layer",
+                             last_layer="norm")(variables, batch)
+  np.testing.assert_allclose(named, per["norm"], rtol=1e-6)
+  with pytest.raises(ValueError, match="no Dense"):
+    model = _NoDense()
+    pe.make_sq_norm_fn(model, method="last_layer")(
+        toy.random_variables(model, _batch()["image"]), _batch())

@@ -4,7 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffinf_jax import workdir as wd
 from diffinf_jax.influence import predictor
+from diffinf_jax.pipeline import predictor as predictor_stage
 from tests.influence import influence_toy_models as toy
 
 
@@ -14,14 +16,16 @@ def test_predictor_learns_and_roundtrips(tmp_path):
   feats = rng.normal(size=(n, f)).astype(np.float32)
   labels = rng.integers(0, 3, n)
   scores = np.exp(2.0 * feats[:, 0]) + 0.05 * rng.random(n)  # high <=> large f0
+  flagged = scores >= np.quantile(scores, 0.8)  # the top 20%
   out = predictor.train_and_evaluate(
-      feats, labels, scores, num_classes=3, tau=0.2, hidden=16, num_epochs=60,
+      feats, labels, flagged, num_classes=3, hidden=16, num_epochs=60,
       lr=1e-2, batch_size=50, fit_fraction=0.5, seed=0)
   assert out["metrics"]["auroc"] > 0.9
   assert out["metrics"]["train_size"] + out["metrics"]["eval_size"] == n
   cfg = {"hidden": 16, "input_dim": out["input_dim"], "num_classes": 3}
-  predictor.save(str(tmp_path), out["params"], out["mean"], out["std"], cfg)
-  params, mean, std, cfg2 = predictor.load(str(tmp_path))
+  predictor_stage.save(wd.stage_dir(str(tmp_path), "predictor"),
+                       out["params"], out["mean"], out["std"], cfg)
+  params, mean, std, cfg2 = wd.load_predictor(str(tmp_path))
   z = np.asarray(predictor.predictor_inputs(jnp.asarray(feats), labels, mean,
                                             std, 3))
   np.testing.assert_allclose(predictor.predict_logits(params, z, 16),

@@ -5,6 +5,7 @@ import numpy as np
 import optax
 import pytest
 
+from diffinf_jax import chunks
 from diffinf_jax import sharding
 from diffinf_jax.influence import per_example as pe
 from diffinf_jax.influence import tracin
@@ -41,8 +42,11 @@ def _run(model, arrays, variables, lrs, tmp, mesh=None, loads=None):
   cks = [tracin.Checkpoint(10 * (t + 1), lr,
                            (loads[t] if loads else (lambda v=v: v)))
          for t, (v, lr) in enumerate(zip(variables, lrs))]
+  stores = [chunks.ChunkStore(str(tmp / f"ckpt_{c.step}"),
+                              tracin.fingerprint(work="w", step=c.step))
+            for c in cks]
   return tracin.self_influence(fn, cks, arrays, batch_size=4, chunk_size=5,
-                               store_dir=str(tmp), work_id="w", mesh=mesh)
+                               stores=stores, mesh=mesh)
 
 
 def test_two_checkpoints_equal_hand_sum(tmp_path):
@@ -105,17 +109,3 @@ def test_learning_rate_validation():
     tracin.validate_learning_rates([1, 2], [0.1, 0.1], (1.0, 2.0, 3.0))
   with pytest.raises(ValueError, match="finite and > 0"):
     tracin.validate_learning_rates([1, 2], [0.1, float("nan")])
-
-
-def test_outputs_written(tmp_path):
-  model, arrays, variables = _setup()
-  res = _run(model, arrays, variables, [1.0, 1.0], tmp_path / "p")
-  arrays = {**arrays, "clean_label": arrays["label"].copy()}
-  arrays["clean_label"][:3] = (arrays["label"][:3] + 1) % 3
-  tracin.write_outputs(str(tmp_path / "out"), res, arrays, {"steps": [10, 20]})
-  s = np.load(tmp_path / "out" / "scores.npy")
-  assert s.dtype == np.float64 and s.shape == (N,)
-  assert np.load(tmp_path / "out" / "per_checkpoint.npy").shape == (2, N)
-  lines = (tmp_path / "out" / "scores.csv").read_text().splitlines()
-  assert lines[0] == "index,score,label,clean_label,flipped"
-  assert len(lines) == N + 1 and lines[1].endswith(",1")

@@ -1,5 +1,12 @@
-"""A tiny DiffAE trained for a few hundred steps reconstructs better."""
+"""DiffAE trainer: reconstruction improves, label dropout, conditional
+fine-tuning from unconditional weights, resume, input errors."""
 
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from diffinf_jax.data import demo_faces
 from diffinf_jax.models import diffae
@@ -22,3 +29,66 @@ def test_training_improves_reconstruction(tmp_path):
   assert (tmp_path / "sample_000300.png").exists()
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
       "150", "300"]
+
+
+def _tiny_data(n=24, seed=0):
+  d = demo_faces.render_dataset(n, 6, 16, seed, ((0, 18), (25, 40), (50, 200)))
+  return d["image"], d["age_label"]
+
+
+def test_label_dropout_drops_the_expected_fraction():
+  labels = jnp.asarray(np.random.default_rng(0).integers(0, 3, 20000))
+  out = np.asarray(diffae_trainer.drop_labels(jax.random.key(1), labels,
+                                              0.25, 3))
+  dropped = out == 3
+  # Binomial(20000, 0.25): sd 0.003, so 0.01 is > 3 sd.
+  assert abs(dropped.mean() - 0.25) < 0.01
+  np.testing.assert_array_equal(out[~dropped], np.asarray(labels)[~dropped])
+  none = diffae_trainer.drop_labels(jax.random.key(1), labels, 0.0, 3)
+  np.testing.assert_array_equal(none, labels)
+
+
+def test_conditional_training_from_unconditional_weights_resumes(tmp_path):
+  images, labels = _tiny_data()
+  cfg = diffae.get_preset("tiny")
+  v = diffae.init_variables(diffae.create_model(cfg), jax.random.key(5))
+  ext, ck = diffae.extend_variables(v, cfg, 3)
+  kw = dict(batch_size=8, lr=1e-3, ema_decay=0.9, seed=0,
+            eval_images=images[:8], labels=labels, label_dropout=0.2,
+            z_dropout=0.1, init_variables=ext, save_every_steps=4)
+  # Before any step the extended model IS the unconditional one.
+  _, m0 = diffae_trainer.train(images, cfg, num_steps=0,
+                               init_variables=v, **{
+                                   k: w for k, w in kw.items()
+                                   if k not in ("labels", "label_dropout",
+                                                "init_variables")})
+  full, m = diffae_trainer.train(images, ck, num_steps=8,
+                                 workdir=str(tmp_path / "a"), **kw)
+  assert m["heldout_loss_init"] == m0["heldout_loss_init"]
+  assert m["recon_mse_init"] == m0["recon_mse_init"]
+  assert np.isfinite(m["train_loss_last100"])
+  # The class embedding has learned something.
+  assert np.abs(full["params"]["unet"]["label_emb"]["embedding"]).max() > 0
+  # Interrupted after 4 steps and resumed: the same EMA weights.
+  diffae_trainer.train(images, ck, num_steps=4, workdir=str(tmp_path / "b"),
+                       **kw)
+  resumed, _ = diffae_trainer.train(images, ck, num_steps=8,
+                                    workdir=str(tmp_path / "b"), **kw)
+  for a, b in zip(jax.tree_util.tree_leaves(full),
+                  jax.tree_util.tree_leaves(resumed)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_training_input_errors():
+  images, labels = _tiny_data(8)
+  ck = dataclasses.replace(diffae.get_preset("tiny"), num_classes=3)
+  kw = dict(num_steps=1, batch_size=4, lr=1e-3, ema_decay=0.9)
+  with pytest.raises(ValueError, match="num_classes=3 needs training labels"):
+    diffae_trainer.train(images, ck, **kw)
+  with pytest.raises(ValueError, match=r"label 5 is outside 0\.\.2"):
+    diffae_trainer.train(images, ck, labels=labels * 0 + 5, **kw)
+  with pytest.raises(ValueError, match=r"diffae.train.label_dropout=1.0"):
+    diffae_trainer.train(images, ck, labels=labels, label_dropout=1.0, **kw)
+  with pytest.raises(ValueError, match="set diffae.num_classes=K"):
+    diffae_trainer.train(images, diffae.get_preset("tiny"), labels=labels,
+                         **kw)

@@ -10,14 +10,10 @@ import pytest
 from diffinf_jax import checkpointing
 from diffinf_jax import cli
 from diffinf_jax import configuration
-from diffinf_jax import data
-from diffinf_jax import evaluation
+from diffinf_jax import workdir as wd
+from diffinf_jax.pipeline import data as data_stage
+from diffinf_jax.pipeline import evaluate
 from diffinf_jax.training import loop
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def _cfg(*extra):
@@ -26,19 +22,23 @@ def _cfg(*extra):
                                "train.schedule=cosine", *extra])
 
 
+def _train(c, workdir, **kw):
+  return loop.train(c, data_stage.load(c, workdir), wd.train_dir(workdir),
+                    **kw)
+
+
 def _params(workdir, step):
   c = _cfg()
-  ds = data.get_dataset(c, workdir)
-  model, variables = evaluation.load_classifier(
-      c, os.path.join(workdir, "train", "checkpoints"),
-      ds.arrays("train")["image"].shape[1:], step)
+  ds = data_stage.load(c, workdir)
+  model, variables = wd.load_classifier(
+      c, wd.train_dir(workdir), ds.arrays("train")["image"].shape[1:], step)
   return variables
 
 
 def test_train_checkpoints_resume_and_evaluate(tmp_path):
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
   c = _cfg()
-  summary = loop.train_and_evaluate(c, full, data.get_dataset(c, full))
+  summary = _train(c, full)
   ckpts = checkpointing.list_checkpoints(os.path.join(full, "train",
                                                       "checkpoints"))
   # 33 training images, batch 8 (drop remainder): 4 steps per epoch.
@@ -49,11 +49,10 @@ def test_train_checkpoints_resume_and_evaluate(tmp_path):
   assert summary["steps"] == 12
 
   # Interrupted after epoch 1, then resumed: identical final parameters.
-  loop.train_and_evaluate(c, part, data.get_dataset(c, part),
-                          stop_after_epoch=1)
+  _train(c, part, stop_after_epoch=1)
   assert checkpointing.latest_step(os.path.join(part, "train",
                                                 "checkpoints")) == 8
-  loop.train_and_evaluate(c, part, data.get_dataset(c, part))
+  _train(c, part)
   a, b = _params(full, 12), _params(part, 12)
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6,
@@ -64,7 +63,8 @@ def test_train_checkpoints_resume_and_evaluate(tmp_path):
   assert os.path.isfile(os.path.join(full, "train", "metrics.jsonl"))
   assert os.listdir(os.path.join(full, "train", "best"))
 
-  m = evaluation.evaluate(c, full, data.get_dataset(c, full))
+  m = evaluate.evaluate_run(c, data_stage.load(c, full), wd.train_dir(full),
+                           os.path.join(full, "eval"))
   for key in ("accuracy", "auroc_macro_ovr", "kappa_linear", "kappa",
               "per_class_accuracy", "confusion_matrix", "num_test"):
     assert key in m
@@ -78,13 +78,13 @@ def test_train_checkpoints_resume_and_evaluate(tmp_path):
 def test_partial_and_mismatched_checkpoints_are_errors(tmp_path):
   w = str(tmp_path / "w")
   c = _cfg("train.num_epochs=1")
-  loop.train_and_evaluate(c, w, data.get_dataset(c, w))
+  _train(c, w)
   ckpt_dir = os.path.join(w, "train", "checkpoints")
   # Another architecture: clear error naming the mismatch.
   wide = configuration.get_config("configs/demo.py:tiny",
                                   ["model.head_hidden=32"])
   with pytest.raises(ValueError, match="does not match this model"):
-    evaluation.load_classifier(wide, ckpt_dir, (16, 16, 3))
+    wd.load_classifier(wide, wd.train_dir(w), (32, 32, 3))
   # A partial step directory.
   os.makedirs(os.path.join(ckpt_dir, "99", "meta"))
   with pytest.raises(ValueError, match="partial checkpoint"):

@@ -3,9 +3,13 @@
   cfg = get_preset("ffhq128")   # or DiffAEConfig(...) or a config dict
   model = create_model(cfg)
   variables = init_variables(model, jax.random.key(0))
+  # Unconditional weights -> a K-class model (zero class embedding):
+  variables, cfg = extend_variables(variables, cfg, num_classes=3)
 """
 
 from diffinf_jax.models.diffae.autoencoder import DiffAE
+from diffinf_jax.models.diffae.autoencoder import extend_variables
+from diffinf_jax.models.diffae.autoencoder import is_conditional
 from diffinf_jax.models.diffae.encoder import Encoder
 from diffinf_jax.models.diffae.presets import DiffAEConfig
 from diffinf_jax.models.diffae.presets import PRESETS
@@ -32,4 +36,5 @@ def init_variables(model: DiffAE, rng, batch: int = 1):
 
 
 __all__ = ["DiffAE", "DiffAEConfig", "Encoder", "UNet", "PRESETS",
-           "get_preset", "create_model", "init_variables"]
+           "get_preset", "create_model", "init_variables", "extend_variables",
+           "is_conditional"]

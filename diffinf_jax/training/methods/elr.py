@@ -21,8 +21,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
+from diffinf_jax import losses
 from diffinf_jax import fileio
 from diffinf_jax.training import loop
 from diffinf_jax.training.methods import common
@@ -53,7 +53,7 @@ def elr_per_example(logits, labels, target_rows, lam: float = LAMBDA):
   """[B] cross-entropy + lambda * log(1 - <t, p>)."""
   p = clipped_probs(logits)
   reg = jnp.log(1.0 - jnp.sum(jax.lax.stop_gradient(target_rows) * p, -1))
-  return common.xent(logits, labels) + lam * reg
+  return losses.softmax_xent(logits, labels) + lam * reg
 
 
 def elr_step(state, targets, batch, rng, *, flip, crop_pad, beta=BETA,
@@ -71,7 +71,7 @@ def elr_step(state, targets, batch, rng, *, flip, crop_pad, beta=BETA,
     new_targets = update_targets(targets, batch["row"], clipped_probs(logits),
                                  valid, beta)
     per = elr_per_example(logits, batch["label"], new_targets[rows], lam)
-    return common.masked_mean(per, valid), (stats, new_targets)
+    return losses.masked_mean(per, valid), (stats, new_targets)
 
   grads, (stats, targets) = jax.grad(objective, has_aux=True)(state.params)
   return state.apply_gradients(grads=grads, batch_stats=stats), targets
@@ -83,7 +83,7 @@ def suspected_wrong(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return np.asarray(targets)[:len(labels)].argmax(-1) != labels
 
 
-def train(config, workdir, dataset, *, out_subdir):
+def train(config, dataset, out_dir):
   setup = common.Setup(config, dataset)
   tc = config.train
   state = setup.init_state(0)
@@ -91,16 +91,15 @@ def train(config, workdir, dataset, *, out_subdir):
   step = jax.jit(functools.partial(elr_step, flip=bool(tc.augment_flip),
                                    crop_pad=int(tc.augment_crop_pad)))
   rng = jax.random.key(int(config.seed) + 11)
-  for epoch in range(setup.num_epochs):
-    for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
-                      leave=False, disable=None, desc=f"elr {epoch}"):
+  for epoch in setup.epochs("elr"):
+    for batch in setup.batches(epoch):
       state, targets = step(state, targets, batch, rng)
     logging.info("elr: epoch %d/%d done, %d labels suspected wrong",
                  epoch + 1, setup.num_epochs, int(suspected_wrong(
                      targets, setup.train["label"]).sum()))
-  common.save_final(setup, state, workdir, out_subdir)
+  common.save_final(setup, state, out_dir)
   # Targets in training-row order (dataset index: `index` of the train split).
-  fileio.save_npz(os.path.join(workdir, out_subdir, "elr_targets.npz"),
+  fileio.save_npz(os.path.join(out_dir, "elr_targets.npz"),
                   targets=np.asarray(targets)[:setup.num_train],
                   index=setup.train["index"])
   return {"epochs": setup.num_epochs, "steps": int(state.step)}

@@ -24,8 +24,8 @@ import logging
 import jax
 import jax.numpy as jnp
 import optax
-from tqdm import tqdm
 
+from diffinf_jax import losses
 from diffinf_jax.training import loop
 from diffinf_jax.training.methods import common
 from diffinf_jax.training.methods import elr
@@ -73,13 +73,13 @@ def elr_plus_loss(logits, y_soft, targets, lam: float = elr.LAMBDA):
   """[B] soft cross-entropy + lambda * log(1 - <q, p>) (q held constant)."""
   p = elr.clipped_probs(logits)
   reg = jnp.log(1.0 - jnp.sum(jax.lax.stop_gradient(targets) * p, -1))
-  return common.soft_xent(logits, y_soft) + lam * reg
+  return losses.soft_xent(logits, y_soft) + lam * reg
 
 
 def _net_step(state, ema_self, targets, x, y_soft, valid, rng, decay):
   def objective(params):
     logits, stats = common.forward(state, params, x, rng)
-    return common.masked_mean(elr_plus_loss(logits, y_soft, targets),
+    return losses.masked_mean(elr_plus_loss(logits, y_soft, targets),
                               valid), stats
   grads, stats = jax.grad(objective, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=stats)
@@ -113,7 +113,7 @@ def elr_plus_step(carry, batch, rng, *, num_classes, flip, crop_pad,
   return (state_a, ema_a, t_a), (state_b, ema_b, t_b)
 
 
-def train(config, workdir, dataset, *, out_subdir):
+def train(config, dataset, out_dir):
   setup = common.Setup(config, dataset)
   tc = config.train
   nets = []
@@ -128,11 +128,10 @@ def train(config, workdir, dataset, *, out_subdir):
       flip=bool(tc.augment_flip), crop_pad=int(tc.augment_crop_pad),
       decay_max=effective_decay(total), total_steps=total))
   rng = jax.random.key(int(config.seed) + 13)
-  for epoch in range(setup.num_epochs):
-    for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
-                      leave=False, disable=None, desc=f"elr+ {epoch}"):
+  for epoch in setup.epochs("elr+"):
+    for batch in setup.batches(epoch):
       carry = step(carry, batch, rng)
     logging.info("elr+: epoch %d/%d done", epoch + 1, setup.num_epochs)
   state_a, ema_a, _ = carry[0]
-  common.save_final(setup, state_a, workdir, out_subdir, params=ema_a)
+  common.save_final(setup, state_a, out_dir, params=ema_a)
   return {"epochs": setup.num_epochs, "steps": int(state_a.step)}

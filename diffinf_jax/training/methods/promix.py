@@ -37,10 +37,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
+from diffinf_jax import losses
 from diffinf_jax import sharding
+from diffinf_jax.models import classifier
 from diffinf_jax.training import loop
+from diffinf_jax.training import state as state_lib
 from diffinf_jax.training.methods import common
 
 # Upstream CIFAR-10: pretrain 10, warmup_ep 50 of 600 epochs; bias_m 0.9999
@@ -154,17 +156,17 @@ def _net_update(net, css, x, batch, rng, sched, *, head, num_classes):
     adj = sched["alpha_out"] * _log(new_prior)
     adj_u = sched["alpha_out"] * _log(new_prior_u)
     h = head.apply(head_params, feats)
-    sup = common.masked_mean(common.xent(logits + adj, y) +
-                             common.xent(h + adj, y), flagged)
+    sup = losses.masked_mean(losses.softmax_xent(logits + adj, y) +
+                             losses.softmax_xent(h + adj, y), flagged)
     q = debiased_pseudo_labels(logits, new_prior_u)
-    unsup = common.masked_mean(common.soft_xent(h + adj_u, q), unflagged)
+    unsup = losses.masked_mean(losses.soft_xent(h + adj_u, q), unflagged)
     pair = subset_pairs(flagged, mix_rng)
     xm = lam * x + (1 - lam) * x[pair]
     ym = lam * onehot + (1 - lam) * onehot[pair]
     logits_m, _, feats_m = _apply(state, params, xm, drop)
-    mixed = common.masked_mean(
-        common.soft_xent(logits_m + adj, ym) +
-        common.soft_xent(head.apply(head_params, feats_m) + adj, ym), flagged)
+    mixed = losses.masked_mean(
+        losses.soft_xent(logits_m + adj, ym) +
+        losses.soft_xent(head.apply(head_params, feats_m) + adj, ym), flagged)
     loss = sup + sched["w"] * mixed + sched["beta"] * unsup
     return loss, (stats, new_prior, new_prior_u, jnp.sum(flagged))
 
@@ -214,7 +216,7 @@ def schedule(epoch: int, num_epochs: int, steps_per_epoch: int) -> dict:
 
 def _eval_losses(state, setup) -> np.ndarray:
   """[N] per-sample CE of one network (evaluation mode, no augmentation)."""
-  probs = loop.predict_dataset(
+  probs = classifier.predict_dataset(
       state.apply_fn, {"params": state.params,
                        "batch_stats": state.batch_stats},
       setup.train["image"], setup.batch_size, setup.mesh)
@@ -222,7 +224,7 @@ def _eval_losses(state, setup) -> np.ndarray:
   return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
 
 
-def train(config, workdir, dataset, *, out_subdir):
+def train(config, dataset, out_dir):
   setup = common.Setup(config, dataset)
   tc, k, n = config.train, setup.num_classes, setup.num_train
   head = PseudoHead(k)
@@ -240,8 +242,8 @@ def train(config, workdir, dataset, *, out_subdir):
       promix_step, head=head, num_classes=k, flip=bool(tc.augment_flip),
       crop_pad=int(tc.augment_crop_pad)))
   rng = jax.random.key(int(config.seed) + 17)
-  rho_end = 1.0 - float(config.noise.rate)
-  for epoch in range(setup.num_epochs):
+  rho_end = 1.0 - state_lib.assumed_noise_rate(config)
+  for epoch in setup.epochs("promix"):
     sched = schedule(epoch, setup.num_epochs, setup.steps_per_epoch)
     masks = [np.ones(n + 1, bool)] * 2
     if not sched["all_clean"]:
@@ -252,13 +254,12 @@ def train(config, workdir, dataset, *, out_subdir):
     masks = sharding.replicate(tuple(jnp.asarray(m) for m in masks),
                                setup.mesh)
     flagged = 0
-    for batch in tqdm(setup.batches(epoch), total=setup.steps_per_epoch,
-                      leave=False, disable=None, desc=f"promix {epoch}"):
+    for batch in setup.batches(epoch):
       nets, f = step(nets, masks, batch, rng, sched)
       flagged += int(f)
     logging.info("promix: epoch %d/%d done (%s), net 1 trained on %d "
                  "flagged samples", epoch + 1, setup.num_epochs,
                  "pre-training" if sched["all_clean"] else "selection",
                  flagged)
-  common.save_final(setup, nets[0][0], workdir, out_subdir)
+  common.save_final(setup, nets[0][0], out_dir)
   return {"epochs": setup.num_epochs, "steps": int(nets[0][0].step)}

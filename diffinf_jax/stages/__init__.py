@@ -1,1 +1,0 @@
-"""One module per CLI stage: `configure(parser)` and `main(args) -> int`."""
