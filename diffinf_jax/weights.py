@@ -58,6 +58,11 @@ def write_converted(dst: str, variables, config: dict, manifest: dict,
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(os.path.join(os.path.abspath(tmp), "params"), variables)
     ckpt.wait_until_finished()
+    # Orbax records the absolute temporary path here; weights are shipped
+    # and moved, so keep the marker without the writer's paths.
+    marker = os.path.join(tmp, "params", "commit_success.txt")
+    if os.path.isfile(marker):
+      fileio.write_text(marker, "Checkpoint commit was successful\n")
     fileio.write_json(os.path.join(tmp, "config.json"), config)
     fileio.write_json(os.path.join(tmp, "manifest.json"), manifest)
 
