@@ -130,8 +130,10 @@ def main(config, args):
     print(json.dumps(out))
   else:
     for key in ("on", "off"):
+      mem = out["peak_memory_mb"][key]
+      mem = "n/a" if mem is None else f"{mem:.0f}"
       print(f"correct (remat {key}): {out['images_per_s'][key]:.2f} images/s, "
-            f"peak memory {out['peak_memory_mb'][key]} MB (T_decode "
+            f"peak memory {mem} MB (T_decode "
             f"{out['t_decode']}, {out['steps']} steps, batch "
             f"{out['batch_size']}, {out['image_size']} px)")
     gt = out["guidance"]
