@@ -13,6 +13,8 @@ from __future__ import annotations
 import flax.traverse_util
 import numpy as np
 
+from diffinf_jax.convert import kit
+
 IGNORED_KEYS = ("x_T", "conds_mean", "conds_std")
 PREFIXES = ("ema_model.", "model.")
 
@@ -72,16 +74,6 @@ def convert_state_dict(model_sd: dict, target: dict, what: str) -> dict:
     out[path] = (arr.astype(np.float32) if not isinstance(arr, np.ndarray)
                  else np.ascontiguousarray(arr, dtype=np.float32))
     used.add(name)
-  unconsumed = sorted(set(model_sd) - used - set(IGNORED_KEYS))
-  problems = []
-  if missing:
-    problems.append(f"{len(missing)} missing: {', '.join(missing[:8])}")
-  if unconsumed:
-    problems.append(f"{len(unconsumed)} unconsumed: "
-                    f"{', '.join(unconsumed[:8])}")
-  if bad:
-    problems.append(f"{len(bad)} shape mismatches: {'; '.join(bad[:5])}")
-  if problems:
-    raise ValueError(f"{what}: checkpoint does not match the DiffAE config: "
-                     + " | ".join(problems))
+  kit.check_accounted(what, "the DiffAE config", missing,
+                      set(model_sd) - used - set(IGNORED_KEYS), bad)
   return flax.traverse_util.unflatten_dict(out)

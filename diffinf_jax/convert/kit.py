@@ -175,7 +175,15 @@ def map_torch_modules(state_dict: dict, target: dict, torch_prefix,
                  else np.ascontiguousarray(np.asarray(arr, np.float32)))
     consumed.add(key)
   consumed |= {f"{m}.num_batches_tracked" for m in bn_modules}
-  unconsumed = set(state_dict) - consumed
+  check_accounted(what, "the architecture", missing,
+                  set(state_dict) - consumed, bad)
+  return flax.traverse_util.unflatten_dict(out)
+
+
+def check_accounted(what: str, against: str, missing, unconsumed,
+                    bad: list[str]) -> None:
+  """Raises one ValueError listing missing keys, unconsumed keys and shape
+  mismatches (`bad`: one message each), if there are any."""
   problems = []
   if missing:
     problems.append(f"{len(missing)} missing keys: {_summarise(missing)}")
@@ -185,9 +193,8 @@ def map_torch_modules(state_dict: dict, target: dict, torch_prefix,
   if bad:
     problems.append(f"{len(bad)} shape mismatches: {'; '.join(bad[:6])}")
   if problems:
-    raise ValueError(f"{what}: checkpoint does not match the architecture: "
+    raise ValueError(f"{what}: checkpoint does not match {against}: "
                      + " | ".join(problems))
-  return flax.traverse_util.unflatten_dict(out)
 
 
 def strip_prefix(state_dict: dict, prefixes=("module.",)) -> tuple[dict, str]:

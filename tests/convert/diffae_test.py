@@ -42,8 +42,8 @@ def test_mismatches_are_listed():
   with pytest.raises(ValueError) as e:
     mapping.convert_state_dict(broken, _target("ffhq128"), "ckpt")
   msg = str(e.value)
-  assert "missing: out.2.weight" in msg
-  assert "unconsumed: extra.weight" in msg
+  assert "missing keys: out.2.weight" in msg
+  assert "unconsumed keys: extra.weight" in msg
   assert "encoder.out.3.weight" in msg and "shape mismatches" in msg
   # The same keys do not fit another architecture.
   with pytest.raises(ValueError, match="does not match"):
