@@ -174,8 +174,10 @@ def ablation(config, res: dict, judge_fn, make_corrector, images,
   if not config.correction.ablation:
     return rows
   bs = int(config.correction.batch_size)
-  for name, term in (("full without L_si", "influence"),
-                     ("full without L_id", "identity")):
+  variants = (("full without L_si", "influence"),
+              ("full without L_id", "identity"))
+  for name, term in progress.track(variants, total=len(variants), done=0,
+                                   desc="correct ablation", unit="variant"):
     c = config.copy_and_resolve_references()
     c.losses[term] = 0.0
     corrector = make_corrector(c)
