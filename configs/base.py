@@ -167,6 +167,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   a.train.z_dropout = 0.0    # P(z_sem -> 0)
   a.train.label_lr_mult = 1.0  # learning-rate multiplier of the class embedding
   a.train.x0_weight_cap = 1.0  # loss weight clip(1/SNR_t, 1, cap); 1: eps loss
+  a.train.z_adversary = 0.0  # weight pushing z_sem to hide the class (K > 0)
   a.train.init_weights_dir = ""  # fine-tune from these weights (empty: preset)
 
   # --- guidance networks -------------------------------------------------------------
@@ -319,7 +320,8 @@ NON_NEGATIVE = (
     "correction.num_steps", "correction.z_shift", "diffae.guidance_scale",
     "losses.identity", "losses.structural", "losses.perceptual",
     "losses.influence", "losses.pixel", "diffae.train.save_every_steps",
-    "diffae.train.sample_every_steps", "guidance.train.seed")
+    "diffae.train.sample_every_steps", "diffae.train.z_adversary",
+    "guidance.train.seed")
 # Counts where -1 means "not set" (otherwise >= 1).
 UNSET_OR_POSITIVE = ("data.max_images", "data.balance_max_per_class",
                      "compare.num_epochs", "judge.num_epochs")

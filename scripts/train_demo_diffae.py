@@ -24,11 +24,15 @@ def main(argv=None) -> int:
   p.add_argument("--out", required=True)
   p.add_argument("--steps", type=int, default=None,
                  help="training steps (default: diffae.train.num_steps)")
+  p.add_argument("--max-seconds", type=float, default=0.0,
+                 help="stop training after this many seconds (the steps "
+                      "done are in the manifest; 0: no limit)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   config = configuration.get_config(args.config, args.set)
-  metrics = diffae_trainer.run(config, args.workdir, args.out, args.steps)
+  metrics = diffae_trainer.run(config, args.workdir, args.out, args.steps,
+                                 args.max_seconds)
   print(json.dumps(metrics, indent=2))
   return 0
 

@@ -17,6 +17,14 @@ probability (the decoder then also learns to denoise without the semantic
 code). Training may start from unconditional weights (e.g. the converted
 official FFHQ-128 autoencoder): their class embedding starts at zero, so
 the model starts as exactly the unconditional one.
+
+A conditional model may also be trained with a semantic-code ADVERSARY
+(`z_adversary` > 0, after Fader networks, Lample et al. 2017): a small MLP
+learns to predict the label from z_sem while the encoder is pushed (weight
+`z_adversary`) to make that prediction uniform. Why: z_sem of a face already
+shows its class, so a decoder given both learns to ignore the label, and
+decoding under another label changes nothing; a class-blind z_sem leaves
+the class to the label (measure it with scripts/class_control.py).
 """
 
 from __future__ import annotations
@@ -56,16 +64,19 @@ def x0_weights(t, cap: float, num_timesteps: int = 1000):
 
 
 def denoising_loss(model, params, x0, t, noise, rng, train: bool,
-                   label=None, z_keep=None, x0_weight_cap: float = 1.0):
+                   label=None, z_keep=None, x0_weight_cap: float = 1.0,
+                   z=None):
   """Mean (weighted) squared eps error [scalar] for images x0 [B, H, W, C].
 
   Args:
     label: [B] ints (conditional models; null class allowed) or None.
     z_keep: [B] bool or None; False rows get z_sem = 0 (z dropout).
     x0_weight_cap: weights clip(1 / SNR_t, 1, cap) (1: the plain loss).
+    z: the encoder's z_sem of x0 [B, D] when already computed.
   """
   x_t = ddim.q_sample(x0, t, noise)
-  z = model.apply(params, x0, method=diffae_models.DiffAE.encode)
+  if z is None:
+    z = model.apply(params, x0, method=diffae_models.DiffAE.encode)
   if z_keep is not None:
     z = jnp.where(z_keep[:, None], z, 0.0)
   eps = model.apply(params, x_t, t, z, label, train=train,
@@ -76,28 +87,84 @@ def denoising_loss(model, params, x0, t, noise, rng, train: bool,
   return jnp.mean(err)
 
 
+def init_adversary(rng, z_dim: int, num_classes: int, hidden: int = 64
+                   ) -> dict:
+  """Parameters of the z_sem -> class MLP (z_dim -> hidden -> K)."""
+  k1, k2 = jax.random.split(rng)
+  return {"w1": jax.random.normal(k1, (z_dim, hidden)) / np.sqrt(z_dim),
+          "b1": jnp.zeros((hidden,)),
+          "w2": jax.random.normal(k2, (hidden, num_classes)) / np.sqrt(hidden),
+          "b2": jnp.zeros((num_classes,))}
+
+
+def adversary_logits(head: dict, z):
+  """Class logits [B, K] of the adversary for semantic codes z [B, D]."""
+  return jax.nn.relu(z @ head["w1"] + head["b1"]) @ head["w2"] + head["b2"]
+
+
+def adversary_losses(head: dict, z, label):
+  """(head loss, encoder loss) [scalars] for codes z [B, D], labels [B].
+
+  The head minimises cross-entropy to the labels (z held fixed); the
+  encoder minimises cross-entropy to the UNIFORM distribution (head held
+  fixed): bounded below by log K, which is reached when z_sem shows no
+  class to this head.
+  """
+  head_ce = optax.softmax_cross_entropy_with_integer_labels(
+      adversary_logits(head, jax.lax.stop_gradient(z)), label)
+  log_p = jax.nn.log_softmax(
+      adversary_logits(jax.lax.stop_gradient(head), z), -1)
+  return jnp.mean(head_ce), -jnp.mean(log_p)
+
+
+def denoising_and_adversary_loss(model, params, head, x0, t, noise, rng,
+                                 label, clean_label, z_keep,
+                                 x0_weight_cap: float, z_adversary: float):
+  """denoising loss + head loss + z_adversary * encoder loss [scalar]."""
+  z = model.apply(params, x0, method=diffae_models.DiffAE.encode)
+  head_loss, enc_loss = adversary_losses(head, z, clean_label)
+  loss = denoising_loss(model, params, x0, t, noise, rng, True, label, z_keep,
+                        x0_weight_cap, z=z)
+  return loss + head_loss + z_adversary * enc_loss, loss
+
+
 def train_step(state, x0, label, rng, *, model, tx, ema_decay,
                label_dropout: float = 0.0, z_dropout: float = 0.0,
-               x0_weight_cap: float = 1.0):
-  params, ema, opt_state, step = state
+               x0_weight_cap: float = 1.0, z_adversary: float = 0.0,
+               head_tx=None):
+  """One step; state (params, ema, opt_state, step[, head, head_opt_state])
+  (the last two iff z_adversary > 0)."""
+  params, ema, opt_state, step = state[:4]
   rng = jax.random.fold_in(rng, step)
   t_rng, n_rng, d_rng, l_rng, z_rng = jax.random.split(rng, 5)
   t = jax.random.randint(t_rng, (x0.shape[0],), 0, 1000)
   noise = jax.random.normal(n_rng, x0.shape)
+  clean_label = label
   if label is not None and label_dropout > 0:
     label = drop_labels(l_rng, label, label_dropout,
                         model.config.num_classes)
   z_keep = None
   if z_dropout > 0:
     z_keep = ~jax.random.bernoulli(z_rng, z_dropout, (x0.shape[0],))
-  loss, grads = jax.value_and_grad(
-      lambda p: denoising_loss(model, p, x0, t, noise, d_rng, True, label,
-                               z_keep, x0_weight_cap))(params)
+  if z_adversary > 0:
+    head, head_opt = state[4:]
+    (_, loss), (grads, head_grads) = jax.value_and_grad(
+        lambda p, h: denoising_and_adversary_loss(
+            model, p, h, x0, t, noise, d_rng, label, clean_label, z_keep,
+            x0_weight_cap, z_adversary), argnums=(0, 1), has_aux=True)(
+                params, head)
+    head_updates, head_opt = head_tx.update(head_grads, head_opt, head)
+    extra = (optax.apply_updates(head, head_updates), head_opt)
+  else:
+    loss, grads = jax.value_and_grad(
+        lambda p: denoising_loss(model, p, x0, t, noise, d_rng, True, label,
+                                 z_keep, x0_weight_cap))(params)
+    extra = ()
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
   ema = jax.tree_util.tree_map(
       lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
-  return (params, ema, opt_state, step + 1), loss
+  return (params, ema, opt_state, step + 1) + extra, loss
 
 
 @functools.lru_cache(maxsize=8)
@@ -210,7 +277,8 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
           eval_images: np.ndarray | None = None,
           labels: np.ndarray | None = None, label_dropout: float = 0.0,
           z_dropout: float = 0.0, init_variables=None,
-          label_lr_mult: float = 1.0, x0_weight_cap: float = 1.0
+          label_lr_mult: float = 1.0, x0_weight_cap: float = 1.0,
+          z_adversary: float = 0.0, max_seconds: float = 0.0
           ) -> tuple[dict, dict]:
   """Trains on float images [N, H, W, C] in [-1, 1].
 
@@ -226,6 +294,10 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
       noise, where eps errors are small, so at the UNet's rate it learns
       slowly (and noisy labels weaken its gradient further).
     x0_weight_cap: loss weights clip(1 / SNR_t, 1, cap) (`x0_weights`).
+    z_adversary: weight of the semantic-code adversary's encoder loss
+      (`adversary_losses`; conditional models only; 0: none).
+    max_seconds: > 0: start no step after this many seconds of training (the steps done are in the metrics: rerun with that
+      num_steps to reproduce); 0: run all num_steps.
 
   Returns:
     (ema_variables, metrics) with held-out denoising loss and reconstruction
@@ -246,6 +318,13 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
     labels = _check_labels(labels, len(images), k)
   label_dropout = _check_rate("label_dropout", label_dropout)
   z_dropout = _check_rate("z_dropout", z_dropout)
+  z_adversary = float(z_adversary)
+  if not (np.isfinite(z_adversary) and z_adversary >= 0):
+    raise ValueError(f"config diffae.train.z_adversary={z_adversary}: must be "
+                     "a finite number >= 0 (0: no adversary)")
+  if z_adversary and not k:
+    raise ValueError("config diffae.train.z_adversary > 0 needs a "
+                     "class-conditional DiffAE: set diffae.num_classes=K")
   t0 = time.time()
   model = diffae_models.DiffAE(cfg)
   rng = jax.random.key(seed)
@@ -260,6 +339,11 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
                        "the DiffAE config (different architecture)")
   tx = _optimizer(params, lr, float(label_lr_mult))
   state = (params, params, tx.init(params), jnp.int32(0))
+  head_tx = None
+  if z_adversary:
+    head_tx = optax.adam(lr)
+    head = init_adversary(jax.random.fold_in(rng, 1), cfg.enc_out_channels, k)
+    state = state + (head, head_tx.init(head))
   ckpt_dir = os.path.join(workdir, "checkpoints") if workdir else None
   mngr = None
   if ckpt_dir and save_every_steps:
@@ -280,9 +364,16 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
   step_fn = jax.jit(functools.partial(
       train_step, model=model, tx=tx, ema_decay=ema_decay,
       label_dropout=label_dropout, z_dropout=z_dropout,
-      x0_weight_cap=float(x0_weight_cap)))
+      x0_weight_cap=float(x0_weight_cap), z_adversary=z_adversary,
+      head_tx=head_tx))
   losses = []
+  t_train = time.time()
   for step in range(int(state[3]), num_steps):
+    if max_seconds and time.time() - t_train > max_seconds:
+      logging.info("train-diffae: stopping at step %d (max_seconds %.0f)",
+                   step, max_seconds)
+      num_steps = step
+      break
     # Batches depend on (seed, step) only, so a resumed run sees the same.
     idx = np.random.default_rng([seed, step]).integers(0, len(images),
                                                         batch_size)
@@ -391,10 +482,11 @@ def model_config(config) -> tuple[diffae_models.DiffAEConfig, dict | None,
   return cfg, variables, f"fine-tuned from {init_dir}"
 
 
-def run(config, workdir: str, out_dir: str, num_steps: int | None = None
-        ) -> dict:
+def run(config, workdir: str, out_dir: str, num_steps: int | None = None,
+        max_seconds: float = 0.0) -> dict:
   """Trains the DiffAE of config.diffae on the run's training images; writes
-  out_dir in the converted-weights layout (float16)."""
+  out_dir in the converted-weights layout (float16). `max_seconds` > 0 caps
+  the training time (`train`)."""
   from diffinf_jax import weights
   a = config.diffae
   cfg, init, origin = model_config(config)
@@ -411,7 +503,8 @@ def run(config, workdir: str, out_dir: str, num_steps: int | None = None
       labels=labels, label_dropout=float(t.get("label_dropout", 0.0)),
       z_dropout=float(t.get("z_dropout", 0.0)), init_variables=init,
       label_lr_mult=float(t.get("label_lr_mult", 1.0)),
-      x0_weight_cap=float(t.get("x0_weight_cap", 1.0)))
+      x0_weight_cap=float(t.get("x0_weight_cap", 1.0)),
+      z_adversary=float(t.get("z_adversary", 0.0)), max_seconds=max_seconds)
   manifest = {"kind": "diffae", "source_file": "", "source_sha256": "",
               "source_prefix": "", "num_source_keys": 0, "dtype": "float16",
               "trained_on": {"data": config.data.name,
@@ -425,6 +518,8 @@ def run(config, workdir: str, out_dir: str, num_steps: int | None = None
                         "z_dropout": float(t.get("z_dropout", 0.0)),
                         "label_lr_mult": float(t.get("label_lr_mult", 1.0)),
                         "x0_weight_cap": float(t.get("x0_weight_cap", 1.0)),
+                        "z_adversary": float(t.get("z_adversary", 0.0)),
+                        "num_steps": int(metrics["num_steps"]),
                         "batch_size": int(t.batch_size), "lr": float(t.lr),
                         "ema_decay": float(t.ema_decay),
                         "seed": int(config.seed)},

@@ -101,3 +101,16 @@ def test_schema_enums_match_the_code():
   assert c.influence.branch_rule == layer_rules.DEFAULT_BRANCH_RULE
   assert base.CHOICES["influence.method"] == per_example.METHODS
   assert base.CHOICES["detection.flag_by"] == registry.DETECTORS
+
+
+@pytest.mark.parametrize("task,classes,route", [("age", 3, "conditional"),
+                                                ("expression", 0, "latent")])
+def test_demo_generator_fits_the_task_route(task, classes, route):
+  from diffinf_jax import diffae_api
+  c = configuration.get_config(f"configs/demo.py:task={task}")
+  assert c.correction.route == route
+  ae = diffae_api.load_from_config(c.diffae)
+  # A conditional route needs a generator with the task's classes.
+  assert ae.num_classes == classes
+  if classes:
+    assert ae.num_classes == c.model.num_classes

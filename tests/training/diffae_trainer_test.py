@@ -92,3 +92,68 @@ def test_training_input_errors():
   with pytest.raises(ValueError, match="set diffae.num_classes=K"):
     diffae_trainer.train(images, diffae.get_preset("tiny"), labels=labels,
                          **kw)
+
+
+def test_adversary_losses_pull_head_and_encoder_apart():
+  head = diffae_trainer.init_adversary(jax.random.key(0), 6, 3)
+  z = jax.random.normal(jax.random.key(1), (32, 6))
+  label = jnp.asarray(np.arange(32) % 3)
+  head_loss, enc_loss = diffae_trainer.adversary_losses(head, z, label)
+  logits = diffae_trainer.adversary_logits(head, z)
+  np.testing.assert_allclose(
+      head_loss, -np.mean(np.asarray(jax.nn.log_softmax(logits))[
+          np.arange(32), np.asarray(label)]), rtol=1e-6)
+  np.testing.assert_allclose(
+      enc_loss, -np.mean(np.asarray(jax.nn.log_softmax(logits))), rtol=1e-6)
+  # The head's loss reaches the head only; the encoder's reaches z only.
+  g_head = jax.grad(lambda h, z: diffae_trainer.adversary_losses(
+      h, z, label)[0], argnums=(0, 1))(head, z)
+  g_enc = jax.grad(lambda h, z: diffae_trainer.adversary_losses(
+      h, z, label)[1], argnums=(0, 1))(head, z)
+  assert float(jnp.abs(g_head[1]).max()) == 0.0
+  assert all(float(jnp.abs(g).max()) == 0.0
+             for g in jax.tree_util.tree_leaves(g_enc[0]))
+  assert float(jnp.abs(g_enc[1]).max()) > 0.0
+  # A code that shows no class reaches the encoder loss's bound, log K.
+  flat = {**head, "w1": head["w1"] * 0}
+  _, bound = diffae_trainer.adversary_losses(flat, z, label)
+  assert float(bound) >= np.log(3) - 1e-6
+
+
+def test_adversarial_training_resumes_and_checks_its_weight(tmp_path):
+  images, labels = _tiny_data()
+  ck = dataclasses.replace(diffae.get_preset("tiny"), num_classes=3)
+  kw = dict(batch_size=8, lr=1e-3, ema_decay=0.9, seed=0, labels=labels,
+            eval_images=images[:8], save_every_steps=3, z_adversary=0.5)
+  full, m = diffae_trainer.train(images, ck, num_steps=6,
+                                 workdir=str(tmp_path / "a"), **kw)
+  assert np.isfinite(m["train_loss_last100"]) and m["num_steps"] == 6
+  diffae_trainer.train(images, ck, num_steps=3, workdir=str(tmp_path / "b"),
+                       **kw)
+  resumed, _ = diffae_trainer.train(images, ck, num_steps=6,
+                                    workdir=str(tmp_path / "b"), **kw)
+  for a, b in zip(jax.tree_util.tree_leaves(full),
+                  jax.tree_util.tree_leaves(resumed)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  # The adversary changes the encoder's training (same seed, weight 0).
+  plain, _ = diffae_trainer.train(images, ck, num_steps=6,
+                                  **{**kw, "z_adversary": 0.0,
+                                     "save_every_steps": 0})
+  enc_a = jax.tree_util.tree_leaves(full["params"]["encoder"])
+  enc_p = jax.tree_util.tree_leaves(plain["params"]["encoder"])
+  assert max(float(np.abs(a - b).max()) for a, b in zip(enc_a, enc_p)) > 0
+  with pytest.raises(ValueError, match="z_adversary=-1.0"):
+    diffae_trainer.train(images, ck, num_steps=1, **{**kw, "z_adversary": -1.0,
+                                                     "save_every_steps": 0})
+  with pytest.raises(ValueError, match="needs a class-conditional DiffAE"):
+    diffae_trainer.train(images, diffae.get_preset("tiny"), num_steps=1,
+                         batch_size=8, lr=1e-3, ema_decay=0.9,
+                         z_adversary=0.5)
+
+
+def test_max_seconds_stops_early_and_reports_the_steps_done():
+  images, _ = _tiny_data(8)
+  _, m = diffae_trainer.train(images, diffae.get_preset("tiny"),
+                              num_steps=1000, batch_size=4, lr=1e-3,
+                              ema_decay=0.9, max_seconds=1e-9)
+  assert m["num_steps"] == 0 and m["train_loss_last100"] is None
