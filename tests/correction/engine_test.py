@@ -45,6 +45,11 @@ def _config(**losses):
     c.losses[k] = losses.get(k, v)
   c.correction.num_steps = 15
   c.correction.lr = 0.05
+  # These tests use a tiny unconditional DiffAE (the age demo's default
+  # route is conditional; the conditional tests set it themselves).
+  c.correction.route = "latent"
+  c.diffae.num_classes = 0
+  c.diffae.guidance_scale = 1.0
   return c
 
 
