@@ -54,7 +54,7 @@ def test_ablation_rows_judge_each_variant_and_rerun_without_terms():
   rows = correct.ablation(c, res, judge, make_corrector, np.zeros((6, 2, 2, 3)),
                           labels)
   assert [r["variant"] for r in rows] == [
-      "reconstruction only", "conditioning only (latent)", "full objective"]
+      "reconstruction only", "conditioning only (conditional)", "full objective"]
   assert rows[0]["judge_all"] == 0.0 and rows[2]["judge_all"] == 1.0
   np.testing.assert_allclose(rows[1]["lpips"], res["start_lpips"].mean())
   assert not seen
