@@ -36,6 +36,12 @@ def _tiny_data(n=24, seed=0):
   return d["image"], d["age_label"]
 
 
+def _assert_same_tree(a_tree, b_tree):
+  for a, b in zip(jax.tree_util.tree_leaves(a_tree),
+                  jax.tree_util.tree_leaves(b_tree)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_label_dropout_drops_the_expected_fraction():
   labels = jnp.asarray(np.random.default_rng(0).integers(0, 3, 20000))
   out = np.asarray(diffae_trainer.drop_labels(jax.random.key(1), labels,
@@ -74,9 +80,7 @@ def test_conditional_training_from_unconditional_weights_resumes(tmp_path):
                        **kw)
   resumed, _ = diffae_trainer.train(images, ck, num_steps=8,
                                     workdir=str(tmp_path / "b"), **kw)
-  for a, b in zip(jax.tree_util.tree_leaves(full),
-                  jax.tree_util.tree_leaves(resumed)):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+  _assert_same_tree(full, resumed)
 
 
 def test_training_input_errors():
@@ -132,9 +136,7 @@ def test_adversarial_training_resumes_and_checks_its_weight(tmp_path):
                        **kw)
   resumed, _ = diffae_trainer.train(images, ck, num_steps=6,
                                     workdir=str(tmp_path / "b"), **kw)
-  for a, b in zip(jax.tree_util.tree_leaves(full),
-                  jax.tree_util.tree_leaves(resumed)):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+  _assert_same_tree(full, resumed)
   # The adversary changes the encoder's training (same seed, weight 0).
   plain, _ = diffae_trainer.train(images, ck, num_steps=6,
                                   **{**kw, "z_adversary": 0.0,
