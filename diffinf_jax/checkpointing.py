@@ -1,4 +1,5 @@
-"""The one Orbax wrapper: classifier checkpoints that TracIn can weight.
+"""The one Orbax wrapper: classifier checkpoints that TracIn can weight
+(and `StateCheckpoints`, the resumable state of other training loops).
 
 Each checkpoint step holds three items:
   variables  {'params', 'batch_stats'} (what influence and evaluation read)
@@ -348,3 +349,32 @@ def read_any(directory: str, abstract: Mapping, *,
   lrs, loaders = _generic_checkpoints(directory, found, abstract,
                                       variables_fn)
   return found, lrs, loaders
+
+
+class StateCheckpoints:
+  """A training loop's whole state (one pytree) every few steps, for resuming.
+
+  Keeps the newest `max_to_keep` steps in `ckpt_dir` (Orbax, blocking saves
+  finalised by a rename, so an interrupted save leaves no step). Used by the
+  DiffAE trainer, which sees only `latest` and `save`.
+  """
+
+  def __init__(self, ckpt_dir: str, max_to_keep: int = 2):
+    self._mngr = ocp.CheckpointManager(
+        os.path.abspath(ckpt_dir), options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True,
+            enable_async_checkpointing=False))
+
+  def latest(self, template: Any) -> Any | None:
+    """The newest saved state in the structure of `template`, or None."""
+    step = self._mngr.latest_step()
+    if step is None:
+      return None
+    restored = self._mngr.restore(step, args=ocp.args.StandardRestore(
+        jax.tree_util.tree_map(np.asarray, template)))
+    return jax.tree_util.tree_map(jax.numpy.asarray, restored)
+
+  def save(self, step: int, state: Any) -> None:
+    self._mngr.save(step, args=ocp.args.StandardSave(
+        jax.tree_util.tree_map(np.asarray, state)))
+    self._mngr.wait_until_finished()

@@ -32,7 +32,7 @@ import numpy as np
 
 from diffinf_jax import configuration
 from diffinf_jax import data
-from diffinf_jax import diffae_api
+from diffinf_jax.models.diffae import runtime as diffae_runtime
 from diffinf_jax import pretrained
 from diffinf_jax.models import classifier
 
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   config = configuration.get_config(args.config, args.set)
   a = config.diffae
-  ae = diffae_api.load_diffae(args.diffae or a.weights_dir)
+  ae = diffae_runtime.load_diffae(args.diffae or a.weights_dir)
   x, clean_all, all_images, k = _dataset_images(config, args.num)
   own = clean_all[:len(x)]
   model, variables = pretrained.load_classifier(config.judge.weights_dir,

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from diffinf_jax import configuration
-from diffinf_jax.training import diffae_trainer
+from diffinf_jax.pipeline import train_diffae
 
 
 def main(argv=None) -> int:
@@ -31,8 +31,8 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   config = configuration.get_config(args.config, args.set)
-  metrics = diffae_trainer.run(config, args.workdir, args.out, args.steps,
-                                 args.max_seconds)
+  metrics = train_diffae.train_and_save(config, args.workdir, args.out,
+                                        args.steps, args.max_seconds)
   print(json.dumps(metrics, indent=2))
   return 0
 

@@ -7,7 +7,7 @@ Layers (a module may import its own layer and those below, never above):
   1 data         data/ diffusion/ plots
   2 models       models/
   3 engines      training/ influence/ correction/ detection/ convert/
-                 pretrained diffae_api
+                 pretrained
   4 contract     workdir (the work-dir layout and its loaders)
   5 stages       pipeline/ bench/ tools/
   6 entry        cli
@@ -27,7 +27,7 @@ LAYERS = {
     1: ("data", "diffusion", "plots"),
     2: ("models",),
     3: ("training", "influence", "correction", "detection", "convert",
-        "pretrained", "diffae_api"),
+        "pretrained"),
     4: ("workdir",),
     5: ("pipeline", "bench", "tools"),
     6: ("cli",),

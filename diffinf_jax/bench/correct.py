@@ -120,8 +120,8 @@ def main(config, args):
   if args.skip_guidance:
     cfg.losses.identity = 0.0
     cfg.losses.structural = 0.0
-  from diffinf_jax import diffae_api
-  conditional = diffae if diffae.num_classes else diffae_api.load_diffae(
+  from diffinf_jax.models.diffae import runtime as diffae_runtime
+  conditional = diffae if diffae.num_classes else diffae_runtime.load_diffae(
       config.diffae.weights_dir, num_classes=k, extend=True)
   if cfg.correction.route == "zshift":
     cfg.correction.route = "latent"  # no probe in a bench: same cost

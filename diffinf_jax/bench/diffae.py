@@ -45,12 +45,12 @@ def run_bench(config) -> dict:
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from diffinf_jax import diffae_api
+  from diffinf_jax.models.diffae import runtime as diffae_runtime
   from diffinf_jax.models import diffae
   cfg = diffae.get_preset(config.diffae.preset)
   model = diffae.create_model(cfg)
   variables = diffae.init_variables(model, jax.random.key(0))
-  ae = diffae_api.DiffAEModel(cfg, variables)
+  ae = diffae_runtime.DiffAEModel(cfg, variables)
   b = int(config.bench.batch_size)
   te, td = int(config.diffae.t_encode), int(config.diffae.t_decode)
   rep = int(config.bench.repeats)

@@ -117,8 +117,8 @@ def codec_fns(diffae, config, route: str):
   conditional = route == "conditional"
   scale = float(a.guidance_scale)
   if conditional:
-    from diffinf_jax import diffae_api
-    diffae_api.check_guidance_scale(scale)
+    from diffinf_jax.models.diffae import runtime as diffae_runtime
+    diffae_runtime.check_guidance_scale(scale)
 
   def encode(x, y):
     by_label = conditional and invert == "assigned"

@@ -39,8 +39,8 @@ SECTIONS = ("diffae", "guidance", "losses", "correction")
 
 
 def load_diffae(config):
-  from diffinf_jax import diffae_api
-  return diffae_api.load_from_config(config.diffae)
+  from diffinf_jax.models.diffae import runtime as diffae_runtime
+  return diffae_runtime.load_from_config(config.diffae)
 
 
 def fit_latent_probe(config, diffae, ds):

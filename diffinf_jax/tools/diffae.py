@@ -40,9 +40,9 @@ def main(args, load_config=None):
   del load_config
   import jax
   import numpy as np
-  from diffinf_jax import diffae_api
+  from diffinf_jax.models.diffae import runtime as diffae_runtime
   from diffinf_jax import fileio
-  ae = diffae_api.load_diffae(args.weights)
+  ae = diffae_runtime.load_diffae(args.weights)
   arrays = fileio.load_npz(args.input)
   out = {}
   if args.mode in ("encode", "reconstruct"):
@@ -50,7 +50,7 @@ def main(args, load_config=None):
       raise KeyError(f"{args.input}: needs an array `x0` [B, H, W, 3]")
     x0 = arrays["x0"].astype(np.float32)
     ae.check_images(x0)
-    diffae_api.check_range(x0, f"{args.input}:x0")
+    diffae_runtime.check_range(x0, f"{args.input}:x0")
     enc = jax.jit(lambda x: ae.encode(x, args.t_encode))
     z, x_T = _batched(lambda x: [np.asarray(a) for a in enc(x)], {"x0": x0},
                       args.batch_size)

@@ -106,10 +106,10 @@ def test_schema_enums_match_the_code():
 @pytest.mark.parametrize("task,classes,route", [("age", 3, "conditional"),
                                                 ("expression", 0, "latent")])
 def test_demo_generator_fits_the_task_route(task, classes, route):
-  from diffinf_jax import diffae_api
+  from diffinf_jax.models.diffae import runtime as diffae_runtime
   c = configuration.get_config(f"configs/demo.py:task={task}")
   assert c.correction.route == route
-  ae = diffae_api.load_from_config(c.diffae)
+  ae = diffae_runtime.load_from_config(c.diffae)
   # A conditional route needs a generator with the task's classes.
   assert ae.num_classes == classes
   if classes:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from diffinf_jax.models import arch_config
+
 
 @dataclasses.dataclass(frozen=True)
 class DiffAEConfig:
@@ -39,18 +41,11 @@ class DiffAEConfig:
     return self.num_classes
 
   def to_dict(self) -> dict:
-    d = dataclasses.asdict(self)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    return arch_config.to_dict(self)
 
   @classmethod
   def from_dict(cls, d: dict) -> "DiffAEConfig":
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - fields
-    if unknown:
-      raise KeyError(f"unknown DiffAE config keys {sorted(unknown)}; valid: "
-                     f"{sorted(fields)}")
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v)
-                  for k, v in d.items()})
+    return arch_config.from_dict(cls, d)
 
   @classmethod
   def from_upstream(cls, model_conf: dict) -> "DiffAEConfig":

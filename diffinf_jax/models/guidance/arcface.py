@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from diffinf_jax.models import arch_config
+from diffinf_jax.models.guidance import init
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # torch momentum 0.1
@@ -190,11 +191,7 @@ def build(config: ArcFaceConfig | str) -> IResNet:
   return IResNet(config)
 
 
-def init_variables(model: IResNet, rng: jax.Array) -> dict:
-  """Random variables {'params', 'batch_stats'} (shape-only use: eval_shape)."""
-  h, w = model.config.input_size
-  # jit: op-by-op init is many times slower on CPU.
-  return jax.jit(model.init)(rng, jnp.zeros((1, h, w, 3), jnp.float32))
+init_variables = init.random_variables
 
 
 def embed(model: IResNet, variables: dict, x: jax.Array) -> jax.Array:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from diffinf_jax.models import arch_config
+from diffinf_jax.models.guidance import init
 
 from diffinf_jax.models.guidance import resize
 
@@ -245,10 +246,7 @@ def build(config: BiSeNetConfig | str) -> BiSeNet:
   return BiSeNet(config)
 
 
-def init_variables(model: BiSeNet, rng: jax.Array) -> dict:
-  h, w = model.config.input_size
-  # jit: op-by-op init is many times slower on CPU.
-  return jax.jit(model.init)(rng, jnp.zeros((1, h, w, 3), jnp.float32))
+init_variables = init.random_variables
 
 
 def parse_logits(model: BiSeNet, variables: dict, x: jax.Array) -> jax.Array:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffinf_jax import diffae_api
+from diffinf_jax.models.diffae import runtime as diffae_runtime
 from diffinf_jax import sharding
 from diffinf_jax.models import diffae
 from diffinf_jax.models.diffae import blocks
@@ -45,7 +45,7 @@ def test_sinusoid_cos_first_and_resampling():
 def test_sharded_decode_equals_single_device():
   cfg = diffae.get_preset("tiny")
   v = diffae.init_variables(diffae.create_model(cfg), jax.random.key(0))
-  ae = diffae_api.DiffAEModel(cfg, v)
+  ae = diffae_runtime.DiffAEModel(cfg, v)
   mesh = sharding.data_mesh()
   b = mesh.devices.size
   z = jax.random.normal(jax.random.key(1), (b, cfg.enc_out_channels))
@@ -64,14 +64,15 @@ def test_sharded_decode_equals_single_device():
 def test_bad_shapes_are_clear_errors():
   cfg = diffae.get_preset("tiny")
   v = diffae.init_variables(diffae.create_model(cfg), jax.random.key(0))
-  ae = diffae_api.DiffAEModel(cfg, v)
+  ae = diffae_runtime.DiffAEModel(cfg, v)
   with pytest.raises(ValueError, match=r"\[B, 16, 16, 3\]"):
     ae.encode_semantic(jnp.zeros((1, 8, 8, 3)))
   with pytest.raises(ValueError, match="z_sem"):
     ae.decode(jnp.zeros((1, 5)), jnp.zeros((1, 16, 16, 3)), 2)
   with pytest.raises(ValueError, match="must be in"):
-    diffae_api.check_range(np.full((1, 16, 16, 3), 1.5), "x0")
-  with pytest.raises(KeyError, match="unknown DiffAE config keys"):
+    diffae_runtime.check_range(np.full((1, 16, 16, 3), 1.5), "x0")
+  with pytest.raises(ValueError,
+                     match=r"DiffAEConfig: unknown keys \[.bogus.\]"):
     diffae.DiffAEConfig.from_dict({"image_size": 8, "bogus": 1})
   with pytest.raises(ValueError, match="diffae.preset='nope'"):
     diffae.get_preset("nope")

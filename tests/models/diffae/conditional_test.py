@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffinf_jax import diffae_api
+from diffinf_jax.models.diffae import runtime as diffae_runtime
 from diffinf_jax import weights
 from diffinf_jax.models import diffae
 
@@ -35,7 +35,7 @@ def uncond():
 def cond(uncond):
   cfg, v = uncond
   v, cfg = diffae.extend_variables(v, cfg, K)
-  return diffae_api.DiffAEModel(cfg, _perturbed(v, seed=9))
+  return diffae_runtime.DiffAEModel(cfg, _perturbed(v, seed=9))
 
 
 def _inputs(b=4, seed=1):
@@ -65,8 +65,8 @@ def test_num_classes_0_is_the_unconditional_model():
   vk["params"]["unet"]["label_emb"] = {"embedding": emb}
   _, x_t, t = _inputs()
   z = jax.random.normal(jax.random.key(4), (4, cfg.enc_out_channels))
-  ref = diffae_api.DiffAEModel(cfg, v0).eps(x_t, t, z)
-  ae = diffae_api.DiffAEModel(ck, vk)
+  ref = diffae_runtime.DiffAEModel(cfg, v0).eps(x_t, t, z)
+  ae = diffae_runtime.DiffAEModel(ck, vk)
   for c in range(K + 1):
     np.testing.assert_array_equal(
         ae.eps(x_t, t, z, jnp.full((4,), c)), ref)
@@ -77,8 +77,8 @@ def test_extended_checkpoint_reproduces_unconditional_exactly(uncond,
   cfg, v = uncond
   weights.write_converted(str(tmp_path / "w"), v, cfg.to_dict(),
                           {"kind": "diffae"})
-  plain = diffae_api.load_diffae(str(tmp_path / "w"))
-  ext = diffae_api.load_diffae(str(tmp_path / "w"), num_classes=K,
+  plain = diffae_runtime.load_diffae(str(tmp_path / "w"))
+  ext = diffae_runtime.load_diffae(str(tmp_path / "w"), num_classes=K,
                                extend=True)
   assert plain.num_classes == 0 and ext.num_classes == K
   x0, x_t, t = _inputs()
@@ -154,7 +154,7 @@ def test_gradients_through_guided_decode_match_finite_differences(cond):
   with jax.enable_x64(True):
     v64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64),
                                  cond.variables)
-    ae = diffae_api.DiffAEModel(cond.config, v64)
+    ae = diffae_runtime.DiffAEModel(cond.config, v64)
     k1, k2, k3, k4 = jax.random.split(jax.random.key(11), 4)
     # A short partial schedule keeps x0_pred inside [-1, 1] (no clipping
     # kinks for the finite differences to straddle).
@@ -215,7 +215,7 @@ def test_bad_inputs_are_one_line_errors(uncond, cond, tmp_path):
         lambda: cond.decode(z, x_T, 2, label=1, guidance_scale=-0.5))
   check(r"diffae.invert_label='clean'",
         lambda: cond.encode(x0, 2, label="clean"))
-  plain = diffae_api.DiffAEModel(cfg, v)
+  plain = diffae_runtime.DiffAEModel(cfg, v)
   zp, xp = plain.encode(x0, 2)
   check(r"unconditional.*diffae.extend_unconditional=True",
         lambda: plain.decode(zp, xp, 2, label=np.array([0, 1])))
@@ -225,14 +225,14 @@ def test_bad_inputs_are_one_line_errors(uncond, cond, tmp_path):
                           {"kind": "diffae"})
   check(r"unconditional but diffae.num_classes=3: set "
         r"diffae.extend_unconditional=True",
-        lambda: diffae_api.load_diffae(str(tmp_path / "w"), num_classes=3))
+        lambda: diffae_runtime.load_diffae(str(tmp_path / "w"), num_classes=3))
   weights.write_converted(str(tmp_path / "c"), cond.variables,
                           cond.config.to_dict(), {"kind": "diffae"})
   check(r"have 3 classes but diffae.num_classes=4",
-        lambda: diffae_api.load_diffae(str(tmp_path / "c"), num_classes=4))
+        lambda: diffae_runtime.load_diffae(str(tmp_path / "c"), num_classes=4))
   check(r"already class-conditional",
         lambda: diffae.extend_variables(cond.variables, cond.config, 3))
   check(r"config num_classes=0 but the weights have a class embedding",
-        lambda: diffae_api.DiffAEModel(cfg, cond.variables))
+        lambda: diffae_runtime.DiffAEModel(cfg, cond.variables))
   check(r"t_max=5: must lie in \[10, 999\]",
         lambda: cond.encode(x0, 10, t_max=5))

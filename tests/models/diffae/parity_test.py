@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffinf_jax import diffae_api
+from diffinf_jax.models.diffae import runtime as diffae_runtime
 from diffinf_jax.diffusion import ddim
 from diffinf_jax.diffusion import schedules
 
@@ -30,7 +30,7 @@ def ae(tmp_path_factory):
   dst = str(tmp_path_factory.mktemp("w") / "diffae")
   conv.convert(os.path.join(FIX, "diffae_public.ckpt"), dst)
   with jax.default_matmul_precision("highest"):
-    yield diffae_api.load_diffae(dst)
+    yield diffae_runtime.load_diffae(dst)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_model_prefix_weights_fail_parity(tmp_path, f):
   m = conv.convert(os.path.join(FIX, "diffae_public.ckpt"), dst,
                    prefix="model.")
   assert m["source_prefix"] == "model."
-  raw = diffae_api.load_diffae(dst)
+  raw = diffae_runtime.load_diffae(dst)
   z = np.asarray(raw.encode_semantic(nhwc(f["x0"])))
   assert np.abs(z - f["z_sem"]).max() > 1e-3
 

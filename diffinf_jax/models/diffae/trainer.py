@@ -3,9 +3,11 @@
 Loss (upstream's simple loss): E_{x0, t ~ U{0..T-1}, eps} ||eps -
 eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, Enc(x0)[, c])||^2, with an
 exponential moving average of the weights (the EMA weights are what is
-saved for inference). Orbax checkpoints every `save_every_steps` let an
-interrupted run resume; reconstruction and sample grids are written as
-PNGs.
+saved for inference). The loop is pure of files: a `checkpoints` object
+(`checkpointing.StateCheckpoints`) saved every `save_every_steps` lets an
+interrupted run resume, and a `preview` callback receives the EMA weights
+every `sample_every_steps` (`pipeline/train_diffae.py` writes both to the
+run directory).
 
 Class-conditional generators (config num_classes K > 0, paper eq. 6-8) are
 trained on labels c in 0..K-1; each label is replaced by the null class K
@@ -31,17 +33,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from diffinf_jax.diffusion import ddim
 from diffinf_jax.models import diffae as diffae_models
+from diffinf_jax.models.diffae import runtime as diffae_runtime
 
 
 def drop_labels(rng, labels, rate: float, null_label: int):
@@ -168,17 +170,16 @@ def train_step(state, x0, label, rng, *, model, tx, ema_decay,
 
 
 @functools.lru_cache(maxsize=8)
-def _codec(cfg: diffae_models.DiffAEConfig, t_encode: int, t_decode: int):
+def codec(cfg: diffae_models.DiffAEConfig, t_encode: int, t_decode: int):
   """Jitted (encode(params, x0), decode(params, z, x_T)), compiled once per
   config and step counts (params are arguments, so EMA snapshots reuse it).
   Conditional models run under the null class."""
-  from diffinf_jax import diffae_api
 
   def enc(params, x0):
-    return diffae_api.DiffAEModel(cfg, params).encode(x0, t_encode)
+    return diffae_runtime.DiffAEModel(cfg, params).encode(x0, t_encode)
 
   def dec(params, z, x_T):
-    return diffae_api.DiffAEModel(cfg, params).decode(z, x_T, t_decode)
+    return diffae_runtime.DiffAEModel(cfg, params).decode(z, x_T, t_decode)
 
   return jax.jit(enc), jax.jit(dec)
 
@@ -186,7 +187,7 @@ def _codec(cfg: diffae_models.DiffAEConfig, t_encode: int, t_decode: int):
 def reconstruction_mse(model, params, x0, t_encode: int = 10,
                        t_decode: int = 10) -> float:
   """Mean squared error of decode(encode(x0)) (deterministic DDIM)."""
-  enc, dec = _codec(model.config, t_encode, t_decode)
+  enc, dec = codec(model.config, t_encode, t_decode)
   z, x_T = enc(params, x0)
   return float(jnp.mean((dec(params, z, x_T) - x0) ** 2))
 
@@ -212,27 +213,6 @@ def _eval_loss(cfg: diffae_models.DiffAEConfig):
   model = diffae_models.DiffAE(cfg)
   return jax.jit(lambda p, x0, t, noise, label: denoising_loss(
       model, p, x0, t, noise, jax.random.key(0), False, label))
-
-
-def write_grid(model, params, x0, path: str) -> None:
-  """Writes two PNGs next to `path` ([B, H, W, C] images x0 in [-1, 1]):
-
-  `path`: originals (top) and their encode -> decode reconstructions
-  (bottom); `path` with recon -> sample: originals and a decode of a FIXED
-  random x_T with each original's z_sem (upstream's training previews), i.e.
-  what the semantic code alone carries.
-  """
-  from diffinf_jax import plots
-  enc, dec = _codec(model.config, 10, 10)
-  scale = max(1, 64 // x0.shape[1])
-  z, x_T = enc(params, x0)
-  plots.before_after_grid(np.asarray(x0), np.asarray(dec(params, z, x_T)),
-                          path, scale=scale)
-  noise = jax.random.normal(jax.random.key(0), x0.shape)
-  head, tail = os.path.split(path)
-  plots.before_after_grid(np.asarray(x0), np.asarray(dec(params, z, noise)),
-                          os.path.join(head, tail.replace("recon", "sample")),
-                          scale=scale)
 
 
 def _optimizer(params, lr: float, label_lr_mult: float
@@ -272,8 +252,10 @@ def _check_rate(name: str, rate: float) -> float:
 
 def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
           num_steps: int, batch_size: int, lr: float, ema_decay: float,
-          seed: int = 0, workdir: str | None = None,
-          save_every_steps: int = 0, sample_every_steps: int = 0,
+          seed: int = 0, checkpoints=None,
+          save_every_steps: int = 0,
+          preview: Callable[[str, dict, np.ndarray], None] | None = None,
+          sample_every_steps: int = 0,
           eval_images: np.ndarray | None = None,
           labels: np.ndarray | None = None, label_dropout: float = 0.0,
           z_dropout: float = 0.0, init_variables=None,
@@ -283,6 +265,12 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
   """Trains on float images [N, H, W, C] in [-1, 1].
 
   Args:
+    checkpoints: None, or where the state goes every `save_every_steps`
+      and is resumed from (`checkpointing.StateCheckpoints`: `latest(state)`
+      -> the newest saved state or None, `save(step, state)`).
+    preview: None, or called as preview(tag, ema_variables, eval_images[:16])
+      every `sample_every_steps` (tag: the step, zero-padded to 6 digits) and
+      at the end (tag `final`).
     labels: [N] ints in 0..K-1, required iff cfg.num_classes = K > 0.
     label_dropout: probability of replacing a label by the null class.
     z_dropout: probability of replacing z_sem by zeros.
@@ -296,8 +284,9 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
     x0_weight_cap: loss weights clip(1 / SNR_t, 1, cap) (`x0_weights`).
     z_adversary: weight of the semantic-code adversary's encoder loss
       (`adversary_losses`; conditional models only; 0: none).
-    max_seconds: > 0: start no step after this many seconds of training (the steps done are in the metrics: rerun with that
-      num_steps to reproduce); 0: run all num_steps.
+    max_seconds: > 0: start no step after this many seconds of training
+      (the steps done are in the metrics: rerun with that num_steps to
+      reproduce); 0: run all num_steps.
 
   Returns:
     (ema_variables, metrics) with held-out denoising loss and reconstruction
@@ -344,16 +333,10 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
     head_tx = optax.adam(lr)
     head = init_adversary(jax.random.fold_in(rng, 1), cfg.enc_out_channels, k)
     state = state + (head, head_tx.init(head))
-  ckpt_dir = os.path.join(workdir, "checkpoints") if workdir else None
-  mngr = None
-  if ckpt_dir and save_every_steps:
-    mngr = ocp.CheckpointManager(os.path.abspath(ckpt_dir), options=(
-        ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
-                                     enable_async_checkpointing=False)))
-    if mngr.latest_step() is not None:
-      restored = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(
-          jax.tree_util.tree_map(np.asarray, state)))
-      state = jax.tree_util.tree_map(jnp.asarray, restored)
+  if checkpoints is not None and save_every_steps:
+    restored = checkpoints.latest(state)
+    if restored is not None:
+      state = restored
       logging.info("train-diffae: resuming at step %d", int(state[3]))
   evals = eval_images if eval_images is not None else images[:16]
   metrics = {"heldout_loss_init": heldout_loss(model, params, evals),
@@ -387,14 +370,11 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
     if (step + 1) % 100 == 0:
       logging.info("train-diffae step %d/%d: loss %.4f", step + 1, num_steps,
                    np.mean(losses[-100:]))
-    if mngr and (step + 1) % save_every_steps == 0:
-      mngr.save(step + 1, args=ocp.args.StandardSave(
-          jax.tree_util.tree_map(np.asarray, state)))
-    if workdir and sample_every_steps and (step + 1) % sample_every_steps == 0:
-      write_grid(model, state[1], evals[:16],
-                 os.path.join(workdir, f"recon_{step + 1:06d}.png"))
-  if mngr:
-    mngr.wait_until_finished()
+    if (checkpoints is not None and save_every_steps
+        and (step + 1) % save_every_steps == 0):
+      checkpoints.save(step + 1, state)
+    if preview and sample_every_steps and (step + 1) % sample_every_steps == 0:
+      preview(f"{step + 1:06d}", state[1], evals[:16])
   ema = state[1]
   metrics.update({"heldout_loss_final": heldout_loss(model, ema, evals),
                   "recon_mse_final": reconstruction_mse(model, ema, evals),
@@ -402,128 +382,6 @@ def train(images: np.ndarray, cfg: diffae_models.DiffAEConfig, *,
                   if losses else None,
                   "num_steps": num_steps,
                   "seconds": round(time.time() - t0, 1)})
-  if workdir:
-    write_grid(model, ema, evals[:16], os.path.join(workdir,
-                                                    "recon_final.png"))
+  if preview:
+    preview("final", ema, evals[:16])
   return jax.device_get(ema), metrics
-
-
-def _dataset(config):
-  """The run's dataset, rebuilt from the config (labels are deterministic)."""
-  from diffinf_jax import data
-  src = data.load_source(config)
-  return data.assemble(config, src, data.make_labels(config, src))
-
-
-def training_data(config) -> tuple[np.ndarray, np.ndarray | None,
-                                   np.ndarray, dict]:
-  """(images, labels or None, eval images, provenance) per config.diffae.
-
-  Labels: `train.labels=assigned` (default): the training split's assigned
-  (noisy) labels; `pool`: images and labels from `train.pool_file` (an .npz
-  with image [N, H, W, 3] uint8 or float in [-1, 1] and label [N]), e.g. a
-  separately labelled set. Unconditional models (num_classes 0) use the
-  training split's images without labels.
-  """
-  from diffinf_jax import data
-  a = config.diffae
-  k = int(a.get("num_classes", 0))
-  source = a.train.get("labels", "assigned")
-  if source not in ("assigned", "pool"):
-    raise ValueError(f"config diffae.train.labels={source!r}: use 'assigned' "
-                     "(the training split's labels) or 'pool' "
-                     "(diffae.train.pool_file)")
-  ds = _dataset(config)
-  val_images = ds.images("val")[:16]
-  if k and source == "pool":
-    path = a.train.get("pool_file", "")
-    if not path or not os.path.isfile(path):
-      raise FileNotFoundError(
-          f"config diffae.train.pool_file={path!r}: no such file; with "
-          "diffae.train.labels=pool give an .npz with image and label")
-    with np.load(path) as f:
-      images, labels = data.to_float_image(f["image"]), f["label"]
-    return images, labels, val_images, {"labels": "pool", "pool_file": path,
-                                        "num_images": int(len(labels))}
-  arrays = ds.arrays("train")
-  labels = arrays["label"] if k else None
-  return arrays["image"], labels, val_images, {
-      "labels": "assigned (noisy) training-split labels" if k else "none",
-      "split": "train", "num_images": int(len(arrays["image"]))}
-
-
-def model_config(config) -> tuple[diffae_models.DiffAEConfig, dict | None,
-                                  str]:
-  """(architecture, initial variables or None, what they came from).
-
-  From `diffae.train.init_weights_dir` when set (its config.json decides the
-  architecture; unconditional weights get a zero class embedding when
-  diffae.num_classes > 0), else `diffae.preset` with diffae.num_classes.
-  """
-  import dataclasses
-  from diffinf_jax import weights
-  a = config.diffae
-  k = int(a.get("num_classes", 0))
-  init_dir = a.train.get("init_weights_dir", "")
-  if not init_dir:
-    cfg = dataclasses.replace(diffae_models.get_preset(a.preset),
-                              num_classes=k)
-    return cfg, None, f"preset {a.preset}, random init"
-  variables, cfg_dict, _ = weights.load_converted(init_dir,
-                                                  what="DiffAE init weights")
-  cfg = diffae_models.DiffAEConfig.from_dict(cfg_dict)
-  if cfg.num_classes == 0 and k:
-    variables, cfg = diffae_models.extend_variables(variables, cfg, k)
-  elif cfg.num_classes != k:
-    raise ValueError(
-        f"diffae.train.init_weights_dir={init_dir} holds a DiffAE with "
-        f"{cfg.num_classes} classes but diffae.num_classes={k}: fine-tune "
-        "from unconditional weights or from weights of the same task")
-  return cfg, variables, f"fine-tuned from {init_dir}"
-
-
-def run(config, workdir: str, out_dir: str, num_steps: int | None = None,
-        max_seconds: float = 0.0) -> dict:
-  """Trains the DiffAE of config.diffae on the run's training images; writes
-  out_dir in the converted-weights layout (float16). `max_seconds` > 0 caps
-  the training time (`train`)."""
-  from diffinf_jax import weights
-  a = config.diffae
-  cfg, init, origin = model_config(config)
-  images, labels, val_images, provenance = training_data(config)
-  t = a.train
-  ema, metrics = train(
-      images, cfg, num_steps=int(num_steps or t.num_steps),
-      batch_size=int(t.batch_size), lr=float(t.lr),
-      ema_decay=float(t.ema_decay), seed=int(config.seed),
-      workdir=os.path.join(workdir, "diffae_train"),
-      save_every_steps=int(t.save_every_steps),
-      sample_every_steps=int(t.sample_every_steps),
-      eval_images=val_images if len(val_images) else None,
-      labels=labels, label_dropout=float(t.get("label_dropout", 0.0)),
-      z_dropout=float(t.get("z_dropout", 0.0)), init_variables=init,
-      label_lr_mult=float(t.get("label_lr_mult", 1.0)),
-      x0_weight_cap=float(t.get("x0_weight_cap", 1.0)),
-      z_adversary=float(t.get("z_adversary", 0.0)), max_seconds=max_seconds)
-  manifest = {"kind": "diffae", "source_file": "", "source_sha256": "",
-              "source_prefix": "", "num_source_keys": 0, "dtype": "float16",
-              "trained_on": {"data": config.data.name,
-                             "task": config.data.task,
-                             "image_size": int(config.data.image_size),
-                             "noise_rate": float(config.noise.rate),
-                             "noise_seed": int(config.noise.seed),
-                             **provenance},
-              "train": {"init": origin, "num_classes": int(cfg.num_classes),
-                        "label_dropout": float(t.get("label_dropout", 0.0)),
-                        "z_dropout": float(t.get("z_dropout", 0.0)),
-                        "label_lr_mult": float(t.get("label_lr_mult", 1.0)),
-                        "x0_weight_cap": float(t.get("x0_weight_cap", 1.0)),
-                        "z_adversary": float(t.get("z_adversary", 0.0)),
-                        "num_steps": int(metrics["num_steps"]),
-                        "batch_size": int(t.batch_size), "lr": float(t.lr),
-                        "ema_decay": float(t.ema_decay),
-                        "seed": int(config.seed)},
-              "metrics": metrics}
-  weights.write_converted(out_dir, ema, cfg.to_dict(), manifest,
-                          dtype="float16")
-  return metrics

@@ -1,5 +1,6 @@
 """DiffAE trainer: reconstruction improves, label dropout, conditional
-fine-tuning from unconditional weights, resume, input errors."""
+fine-tuning from unconditional weights, resume, input errors (the
+checkpoint and preview hooks as `diffinf train-diffae` wires them)."""
 
 import dataclasses
 
@@ -10,7 +11,9 @@ import pytest
 
 from diffinf_jax.data import demo_faces
 from diffinf_jax.models import diffae
-from diffinf_jax.training import diffae_trainer
+from diffinf_jax import checkpointing
+from diffinf_jax.models.diffae import trainer as diffae_trainer
+from diffinf_jax.pipeline import train_diffae
 
 
 def test_training_improves_reconstruction(tmp_path):
@@ -18,8 +21,12 @@ def test_training_improves_reconstruction(tmp_path):
   ema, m = diffae_trainer.train(
       d["image"][:80], diffae.get_preset("tiny"), num_steps=300,
       batch_size=16, lr=2e-3, ema_decay=0.9, seed=0,
-      eval_images=d["image"][80:], workdir=str(tmp_path),
-      save_every_steps=150, sample_every_steps=300)
+      eval_images=d["image"][80:],
+      checkpoints=checkpointing.StateCheckpoints(
+          str(tmp_path / "checkpoints")), save_every_steps=150,
+      preview=train_diffae.grid_writer(str(tmp_path),
+                                       diffae.get_preset("tiny")),
+      sample_every_steps=300)
   # Measured: held-out denoising loss ~1.0 -> ~0.3, reconstruction MSE
   # ~0.3 -> ~0.05 (encode T=10, decode T=10).
   assert m["heldout_loss_final"] < 0.7 * m["heldout_loss_init"]
@@ -34,6 +41,10 @@ def test_training_improves_reconstruction(tmp_path):
 def _tiny_data(n=24, seed=0):
   d = demo_faces.render_dataset(n, 6, 16, seed, ((0, 18), (25, 40), (50, 200)))
   return d["image"], d["age_label"]
+
+
+def _ckpts(tmp_path, name):
+  return checkpointing.StateCheckpoints(str(tmp_path / name / "checkpoints"))
 
 
 def _assert_same_tree(a_tree, b_tree):
@@ -69,17 +80,17 @@ def test_conditional_training_from_unconditional_weights_resumes(tmp_path):
                                    if k not in ("labels", "label_dropout",
                                                 "init_variables")})
   full, m = diffae_trainer.train(images, ck, num_steps=8,
-                                 workdir=str(tmp_path / "a"), **kw)
+                                 checkpoints=_ckpts(tmp_path, "a"), **kw)
   assert m["heldout_loss_init"] == m0["heldout_loss_init"]
   assert m["recon_mse_init"] == m0["recon_mse_init"]
   assert np.isfinite(m["train_loss_last100"])
   # The class embedding has learned something.
   assert np.abs(full["params"]["unet"]["label_emb"]["embedding"]).max() > 0
   # Interrupted after 4 steps and resumed: the same EMA weights.
-  diffae_trainer.train(images, ck, num_steps=4, workdir=str(tmp_path / "b"),
-                       **kw)
+  diffae_trainer.train(images, ck, num_steps=4,
+                       checkpoints=_ckpts(tmp_path, "b"), **kw)
   resumed, _ = diffae_trainer.train(images, ck, num_steps=8,
-                                    workdir=str(tmp_path / "b"), **kw)
+                                    checkpoints=_ckpts(tmp_path, "b"), **kw)
   _assert_same_tree(full, resumed)
 
 
@@ -130,12 +141,12 @@ def test_adversarial_training_resumes_and_checks_its_weight(tmp_path):
   kw = dict(batch_size=8, lr=1e-3, ema_decay=0.9, seed=0, labels=labels,
             eval_images=images[:8], save_every_steps=3, z_adversary=0.5)
   full, m = diffae_trainer.train(images, ck, num_steps=6,
-                                 workdir=str(tmp_path / "a"), **kw)
+                                 checkpoints=_ckpts(tmp_path, "a"), **kw)
   assert np.isfinite(m["train_loss_last100"]) and m["num_steps"] == 6
-  diffae_trainer.train(images, ck, num_steps=3, workdir=str(tmp_path / "b"),
-                       **kw)
+  diffae_trainer.train(images, ck, num_steps=3,
+                       checkpoints=_ckpts(tmp_path, "b"), **kw)
   resumed, _ = diffae_trainer.train(images, ck, num_steps=6,
-                                    workdir=str(tmp_path / "b"), **kw)
+                                    checkpoints=_ckpts(tmp_path, "b"), **kw)
   _assert_same_tree(full, resumed)
   # The adversary changes the encoder's training (same seed, weight 0).
   plain, _ = diffae_trainer.train(images, ck, num_steps=6,
