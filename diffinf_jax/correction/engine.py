@@ -170,7 +170,6 @@ class Corrector:
         lambda z, xt, y: decode(z, xt, y, remat), self.objective, opt,
         int(r.num_steps), bool(r.optimize_x_T))
     self._encode = jax.jit(encode)
-    self._decode = jax.jit(lambda z, xt, y: decode(z, xt, y, False))
     self._plain_decode = jax.jit(reconstruct)
     self._start = jax.jit(self._start_fn)
     self._ref = jax.jit(lambda x, y: reference_batch(guidance, x, y))
@@ -222,10 +221,9 @@ class Corrector:
     state = optimize.init_state({"z_sem": z_start, "x_T": x_T}, self._opt,
                                 bool(self.config.correction.optimize_x_T))
     state, trace = self._run(state, batch)
-    corrected = jnp.clip(self._decode(state.best["z_sem"],
-                                      state.best["x_T"], labels), -1.0, 1.0)
+    corrected = jnp.clip(state.best_image, -1.0, 1.0)
     recon = jnp.clip(self._plain_decode(z_sem, x_T), -1.0, 1.0)
-    start = jnp.clip(self._decode(z_start, x_T, labels), -1.0, 1.0)
+    start = jnp.clip(state.start_image, -1.0, 1.0)
     out = {"image": corrected, "reconstruction": recon, "start": start,
            "z_shift": shift, "alive": state.alive,
            "best_loss": state.best_loss}

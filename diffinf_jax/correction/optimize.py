@@ -8,7 +8,10 @@ sample exactly its own gradient. The whole N-step optimisation is one jitted
 A sample whose loss or gradient turns non-finite is stopped: its latents are
 frozen and its best iterate so far is kept, so one bad sample cannot poison
 the batch. "Best" is the lowest total loss seen over the evaluated iterates
-(including the initial one and the final one).
+(including the initial one and the final one). The decoded images of the best
+and of the initial iterate are kept too: the objective decodes them anyway,
+so the caller needs no further decode (the final iterate is evaluated
+without a gradient, which nothing would use).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class CorrectionState:
   best: Latents
   best_loss: jnp.ndarray     # [B]
   alive: jnp.ndarray         # [B] bool
+  best_image: jnp.ndarray    # [B, H, W, C] the decode of `best`
+  start_image: jnp.ndarray   # [B, H, W, C] the decode of the initial latents
+  num_evaluated: jnp.ndarray  # [] int: iterates evaluated so far
 
 
 def _per_sample_finite(tree) -> jnp.ndarray:
@@ -65,12 +71,29 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
 
 def init_state(latents: Latents, optimizer, optimize_x_T: bool
                ) -> CorrectionState:
+  """The state before any step; decoded images have x_T's shape (a DiffAE
+  decodes x_T [B, H, W, C] to an image of the same shape)."""
   trainable, _ = _split(latents, optimize_x_T)
   batch = latents["z_sem"].shape[0]
+  blank = jnp.zeros_like(latents["x_T"])
   return CorrectionState(
       latents=latents, opt_state=optimizer.init(trainable), best=latents,
       best_loss=jnp.full((batch,), jnp.inf, jnp.float32),
-      alive=jnp.ones((batch,), bool))
+      alive=jnp.ones((batch,), bool), best_image=blank, start_image=blank,
+      num_evaluated=jnp.zeros((), jnp.int32))
+
+
+def _record(state: CorrectionState, total, image, finite) -> CorrectionState:
+  """Updates alive / best / the kept images with one evaluated iterate."""
+  alive = state.alive & finite
+  improved = alive & (total < state.best_loss)
+  first = state.num_evaluated == 0
+  return state.replace(
+      best=_select(improved, state.latents, state.best),
+      best_loss=jnp.where(improved, total, state.best_loss), alive=alive,
+      best_image=_select(improved, image, state.best_image),
+      start_image=jnp.where(first, image, state.start_image),
+      num_evaluated=state.num_evaluated + 1)
 
 
 def make_run_fn(decode: Callable[..., jnp.ndarray],
@@ -88,27 +111,32 @@ def make_run_fn(decode: Callable[..., jnp.ndarray],
 
   Returns:
     run: trace is a dict of [N + 1, B] arrays: `total` and every term, for the
-    iterate evaluated at each step (the last row is the final iterate).
+    iterate evaluated at each step (the last row is the final iterate); the
+    state holds the best iterate's latents and image and the initial
+    iterate's image.
   """
 
   def loss_fn(trainable, frozen, batch):
     lat = {**frozen, **trainable}
-    total, parts = objective(decode(lat["z_sem"], lat["x_T"],
-                                    batch.get("label")), batch)
-    return jnp.sum(jnp.where(jnp.isfinite(total), total, 0.0)), (total, parts)
+    image = decode(lat["z_sem"], lat["x_T"], batch.get("label"))
+    total, parts = objective(image, batch)
+    return (jnp.sum(jnp.where(jnp.isfinite(total), total, 0.0)),
+            (total, parts, image))
 
   grad_fn = jax.grad(loss_fn, has_aux=True)
 
   def evaluate(state, batch):
     trainable, frozen = _split(state.latents, optimize_x_T)
-    grads, (total, parts) = grad_fn(trainable, frozen, batch)
+    grads, (total, parts, image) = grad_fn(trainable, frozen, batch)
     finite = jnp.isfinite(total) & _per_sample_finite(grads)
-    alive = state.alive & finite
-    improved = alive & (total < state.best_loss)
-    best = _select(improved, state.latents, state.best)
-    best_loss = jnp.where(improved, total, state.best_loss)
-    state = state.replace(best=best, best_loss=best_loss, alive=alive)
+    state = _record(state, total, image, finite)
     return state, grads, {"total": total, **parts}
+
+  def evaluate_last(state, batch):
+    trainable, frozen = _split(state.latents, optimize_x_T)
+    _, (total, parts, image) = loss_fn(trainable, frozen, batch)
+    state = _record(state, total, image, jnp.isfinite(total))
+    return state, {"total": total, **parts}
 
   def step(state, batch):
     state, grads, trace = evaluate(state, batch)
@@ -126,7 +154,7 @@ def make_run_fn(decode: Callable[..., jnp.ndarray],
   def run(state, batch):
     state, trace = jax.lax.scan(lambda s, _: step(s, batch), state, None,
                                 length=num_steps)
-    state, _, last = evaluate(state, batch)
+    state, last = evaluate_last(state, batch)
     trace = jax.tree_util.tree_map(
         lambda t, l: jnp.concatenate([t, l[None]], axis=0), trace, last)
     return state, trace

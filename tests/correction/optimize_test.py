@@ -70,6 +70,19 @@ def test_best_iterate_is_kept_when_loss_rises():
                              rtol=1e-6)
 
 
+def test_kept_images_are_the_decodes_of_the_best_and_first_iterates():
+  run, state, batch = _setup(num_steps=10, lr=50.0)
+  z0, xt0 = state.latents["z_sem"], state.latents["x_T"]
+  state, _ = run(state, batch)
+  np.testing.assert_allclose(
+      np.asarray(state.best_image),
+      np.asarray(_decode(state.best["z_sem"], state.best["x_T"], None)),
+      rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(state.start_image),
+                                np.asarray(_decode(z0, xt0, None)))
+  assert int(state.num_evaluated) == 11
+
+
 def test_objective_weights_and_errors():
   terms = {"identity": lambda x, b: jnp.ones(x.shape[0]),
            "perceptual": lambda x, b: 2 * jnp.ones(x.shape[0])}
