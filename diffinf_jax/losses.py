@@ -11,10 +11,11 @@ import jax.numpy as jnp
 
 
 def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """[B] cross-entropy (nats) of logits [B, K] to integer labels [B]."""
+  """[...] cross-entropy (nats) of logits [..., K] to integer labels [...]
+  (e.g. [B, K] and [B], or per pixel [B, h, w, K] and [B, h, w])."""
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32),
-                              axis=1)[:, 0]
+  return -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32),
+                              axis=-1)[..., 0]
 
 
 def soft_xent(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -13,6 +13,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from diffinf_jax import losses as shared_losses
+
 Array = jax.Array
 
 
@@ -70,8 +72,7 @@ def structural_loss(logits_fn: Callable[[Array], Array], x: Array,
   logits = logits_fn(x)
   target = jnp.argmax(ref_logits, axis=-1)                  # [B, h, w]
   if kind == "ce":
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    per_pixel = -jnp.take_along_axis(logp, target[..., None], -1)[..., 0]
+    per_pixel = shared_losses.softmax_xent(logits, target)
   elif kind == "l2":
     diff = jax.nn.softmax(logits, -1) - jax.nn.softmax(ref_logits, -1)
     per_pixel = jnp.sum(diff * diff, axis=-1)

@@ -65,16 +65,22 @@ def extract_features(model, variables, images: np.ndarray, batch_size: int,
   return _batched(fn, images, batch_size, mesh)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _features_and_probs(model, variables, x):
+  """[B, F + K]: features and softmax side by side (one program for every
+  checkpoint: the weights are an argument)."""
+  logits, aux = model.apply(variables, x, train=False)
+  return jax.numpy.concatenate([aux["features"], jax.nn.softmax(logits, -1)],
+                               axis=-1)
+
+
 def features_and_probs(model, variables, images: np.ndarray, batch_size: int,
                        mesh=None) -> tuple[np.ndarray, np.ndarray]:
   """([N, F] penultimate features, [N, K] softmax) in one pass: the input
   and output of the head's last Dense (what last-layer scores need)."""
   mesh = mesh if mesh is not None else sharding.data_mesh()
-
-  def both(x):
-    logits, aux = model.apply(variables, x, train=False)
-    return jax.numpy.concatenate([aux["features"],
-                                  jax.nn.softmax(logits, -1)], axis=-1)
-  out = _batched(jax.jit(both), images, batch_size, mesh)
+  variables = sharding.replicate(variables, mesh)
+  out = _batched(lambda x: _features_and_probs(model, variables, x), images,
+                 batch_size, mesh)
   k = int(model.num_classes)
   return out[:, :-k], out[:, -k:]

@@ -18,6 +18,8 @@ DEVIATIONS.md.
 import jax
 import jax.numpy as jnp
 
+from diffinf_jax import losses
+
 EXP_BASE = 6.0
 TRANSIT = 0.5
 
@@ -50,4 +52,4 @@ def corrected_target(logits, labels, progress):
 def per_example_loss(logits, batch):
   """[B] cross-entropy H(q, p) to the corrected target."""
   q, _ = corrected_target(logits, batch["label"], batch["progress"])
-  return -jnp.sum(q * jax.nn.log_softmax(logits, -1), axis=-1)
+  return losses.soft_xent(logits, q)
